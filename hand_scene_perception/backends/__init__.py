@@ -1,0 +1,1 @@
+"""One class per way of estimating (embedded MediaPipe hands, learned networks) behind small protocols."""

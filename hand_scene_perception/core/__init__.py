@@ -1,0 +1,1 @@
+"""ROS-free building blocks: cameras, transforms, hand models, fitting, metrics."""

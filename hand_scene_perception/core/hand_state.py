@@ -1,0 +1,66 @@
+"""The per-hand result every pipeline produces and the ROS layer converts (DESIGN.md §2).
+
+Plain numpy data, no ROS and no torch, so pipelines, benchmarks and file writers share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .hand_model.base import HandSide
+from .hand_model.joint_order import NUM_JOINTS
+
+
+@dataclass
+class HandState:
+    """One hand at one instant, all 3D data in one frame (metres).
+
+    joints: (21, 3) in the product order (DESIGN.md §3).
+    wrist_pose: (4, 4) pose of the wrist frame (x toward the middle MCP, z out of the back
+        of the hand, y = z x x) in the data frame.
+    model_pose: (16, 3) axis-angle in MANO joint order, row 0 global; model_shape: (S,);
+        model_translation: (3,); vertices = model(pose, shape) + translation, (V, 3) or None.
+    landmarks_px: (21, 2) pixels in the image named by image_frame_id, or None.
+    """
+
+    track_id: int
+    side: HandSide
+    confidence: float
+    joints: np.ndarray
+    wrist_pose: np.ndarray
+    model_name: str
+    model_pose: np.ndarray
+    model_shape: np.ndarray
+    model_translation: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    vertices: np.ndarray | None = None
+    landmarks_px: np.ndarray | None = None
+    image_frame_id: str = ""
+
+    def __post_init__(self) -> None:
+        """Validate shapes once, here, so writers and converters can trust them."""
+        self.side = HandSide.parse(self.side)
+        self.joints = _checked(self.joints, (NUM_JOINTS, 3), "joints")
+        self.wrist_pose = _checked(self.wrist_pose, (4, 4), "wrist_pose")
+        self.model_pose = _checked(np.asarray(self.model_pose).reshape(-1, 3), (16, 3), "model_pose")
+        self.model_shape = np.asarray(self.model_shape, dtype=np.float64).reshape(-1)
+        self.model_translation = _checked(self.model_translation, (3,), "model_translation")
+        if self.vertices is not None:
+            self.vertices = np.asarray(self.vertices, dtype=np.float64)
+            if self.vertices.ndim != 2 or self.vertices.shape[1] != 3:
+                raise ValueError(f"vertices must be (V, 3), got {self.vertices.shape}")
+        if self.landmarks_px is not None:
+            self.landmarks_px = _checked(self.landmarks_px, (NUM_JOINTS, 2), "landmarks_px")
+        if not 0.0 <= float(self.confidence) <= 1.0:
+            raise ValueError(f"confidence must be in [0, 1], got {self.confidence}")
+
+
+def _checked(value: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Return value as float64 with the given shape, or raise a ValueError naming the field."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array

@@ -1,0 +1,1 @@
+"""ego / multiview / gaussian pipelines: frames in, plain dataclass results out, no ROS."""

@@ -1,0 +1,1 @@
+"""Synthetic scenes, hand animation and rendering with ground truth for demos, tests and benchmarks."""

@@ -1,0 +1,42 @@
+"""Test-suite guards shared by every test.
+
+Network safety (DESIGN.md §4): any process that starts rclpy must keep DDS discovery on
+this machine. The suite refuses to run without ROS_AUTOMATIC_DISCOVERY_RANGE set to
+LOCALHOST (or OFF), and every subprocess a test starts inherits the environment built by
+:func:`ros_subprocess_env`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+SAFE_DISCOVERY_RANGES = ("LOCALHOST", "OFF")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop the whole run at once when DDS discovery could leave the machine."""
+    discovery = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "")
+    if discovery.upper() not in SAFE_DISCOVERY_RANGES:
+        raise pytest.UsageError(
+            "ROS_AUTOMATIC_DISCOVERY_RANGE must be LOCALHOST (or OFF) before any test starts rclpy; "
+            f"it is {discovery!r}. Run the tests with `make test`, or export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST."
+        )
+    # One DDS domain per test session keeps parallel runs on this machine from seeing each other.
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+
+
+def ros_subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a subprocess that may start rclpy: localhost discovery, this session's domain."""
+    env = dict(os.environ)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Fixture form of :func:`ros_subprocess_env` for tests that spawn processes."""
+    return ros_subprocess_env()
