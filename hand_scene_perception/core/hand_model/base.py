@@ -24,7 +24,7 @@ class HandSide(str, enum.Enum):
     RIGHT = "right"
 
     @classmethod
-    def parse(cls, value: "HandSide | str") -> "HandSide":
+    def parse(cls, value: HandSide | str) -> HandSide:
         """Accept a HandSide or a case-insensitive 'left'/'right' with a clear error otherwise."""
         if isinstance(value, HandSide):
             return value

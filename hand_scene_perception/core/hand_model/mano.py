@@ -54,21 +54,24 @@ def _file_stem(side: HandSide) -> str:
     return f"MANO_{side.value.upper()}"
 
 
-def find_mano_file(model_dir: str | Path, side: HandSide | str) -> Path:
-    """Locate ``MANO_<SIDE>.pkl`` (preferred) or ``.npz`` in model_dir, or say where to put it."""
-    side = HandSide.parse(side)
+def find_mano_files(model_dir: str | Path) -> dict[HandSide, Path]:
+    """Locate ``MANO_<SIDE>.pkl`` (preferred) or ``.npz`` for both sides, or say where to put which file."""
     root = Path(model_dir).expanduser()
-    for sub in _SEARCH_SUBDIRS:
-        for suffix in (".pkl", ".npz"):
-            candidate = root / sub / f"{_file_stem(side)}{suffix}"
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(
-        f"MANO {side.value}-hand model not found: expected {_file_stem(side)}.pkl (or .npz) in {root} "
-        f"(or its mano/ or models/ subfolder). MANO is license-gated: register and download it from "
-        "https://mano.is.tue.mpg.de, then copy MANO_RIGHT.pkl and MANO_LEFT.pkl (from mano_v*/models/) there; "
-        "or use the open hand model (model name 'open'), which needs no files."
-    )
+    found: dict[HandSide, Path] = {}
+    for side in (HandSide.RIGHT, HandSide.LEFT):
+        names = [f"{_file_stem(side)}{suffix}" for suffix in (".pkl", ".npz")]
+        path = next((root / sub / n for sub in _SEARCH_SUBDIRS for n in names if (root / sub / n).is_file()), None)
+        if path is not None:
+            found[side] = path
+    missing = [f"{_file_stem(side)}.pkl" for side in (HandSide.RIGHT, HandSide.LEFT) if side not in found]
+    if missing:
+        raise FileNotFoundError(
+            f"MANO model files not found: {' and '.join(missing)} (or .npz) expected in {root} "
+            "(or its mano/ or models/ subfolder). MANO is license-gated: register and download it from "
+            "https://mano.is.tue.mpg.de, then copy MANO_RIGHT.pkl and MANO_LEFT.pkl (from mano_v*/models/) there; "
+            "or use the open hand model (name 'open'), which needs no files."
+        )
+    return found
 
 
 def load_mano_file(path: str | Path) -> dict[str, np.ndarray]:
@@ -144,7 +147,7 @@ class ManoHandModel:
         num_shape_params: int = 10,
         tip_vertex_ids: Sequence[int] = MANO_TIP_VERTEX_IDS,
     ) -> None:
-        paths = {side: find_mano_file(model_dir, side) for side in HandSide}
+        paths = find_mano_files(model_dir)
         data = {side: load_mano_file(path) for side, path in paths.items()}
         right_v = data[HandSide.RIGHT]["v_template"]
         available = data[HandSide.RIGHT]["shapedirs"].shape[-1]
@@ -204,5 +207,5 @@ class ManoHandModel:
         return HandModelOutput(
             vertices=to_caller(out.vertices, wants_numpy),
             joints=to_caller(joints, wants_numpy),
-            faces=faces.copy() if wants_numpy else torch.from_numpy(faces).to(pose_t.device),
+            faces=faces.copy() if wants_numpy else torch.tensor(faces, device=pose_t.device),
         )
