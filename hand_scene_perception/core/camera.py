@@ -31,10 +31,11 @@ _D_LENGTHS = {PLUMB_BOB: 5, RATIONAL_POLYNOMIAL: 8, EQUIDISTANT: 4}
 
 _MAX_ITERATIONS = 50
 # Undistortion stops once the reprojection residual is below this (normalised units, i.e.
-# about 1e-9 px at f = 1000 px); pixels still off by more than _FAIL_PX after the last
-# iteration (outside the invertible range of the lens model) come back as NaN.
+# about 1e-9 px at f = 1000 px); pixels still off by more than _FAIL_PX at the end
+# (outside the invertible range of the lens model) come back as NaN.
 _TOL_NORMALISED = 1e-12
-_FAIL_PX = 1e-4
+_FAIL_PX = 1e-6
+_STALL_RATIO = 0.9
 
 
 def _as_points(array: object, last: int, name: str) -> np.ndarray:
@@ -157,15 +158,14 @@ class PinholeCamera:
         d: Sequence[float] = (),
     ) -> PinholeCamera:
         """Build from focal lengths and principal point (pixels), undistorted unless ``d`` is given."""
-        return cls(width=width, height=height, fx=fx, fy=fy, cx=cx, cy=cy, distortion_model=distortion_model, d=tuple(d))
+        return cls(
+            width=width, height=height, fx=fx, fy=fy, cx=cx, cy=cy, distortion_model=distortion_model, d=tuple(d)
+        )
 
     def to_camera_info_fields(self) -> dict[str, object]:
         """CameraInfo fields (width, height, distortion_model, d, k, r, p) for publishing this camera."""
         k = self.K
-        if self.p is not None:
-            p = list(self.p)
-        else:
-            p = np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist()
+        p = list(self.p) if self.p is not None else np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist()
         model = self.distortion_model if self.d else PLUMB_BOB
         d = list(self.d) if self.d else [0.0] * 5
         return {
@@ -181,12 +181,12 @@ class PinholeCamera:
     # ------------------------------------------------------------------ properties
 
     @property
-    def K(self) -> np.ndarray:  # noqa: N802 - the conventional name of the intrinsic matrix
+    def K(self) -> np.ndarray:
         """3x3 intrinsic matrix (a fresh array)."""
         return np.array([[self.fx, self.skew, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
     @property
-    def rectified_K(self) -> np.ndarray:  # noqa: N802
+    def rectified_K(self) -> np.ndarray:
         """Intrinsics of the rectified image: P's left 3x3 when P is known, else K (as image_geometry does)."""
         if self.p is None:
             return self.K
@@ -249,7 +249,7 @@ class PinholeCamera:
         Pixels the lens model cannot invert (outside its valid range) give NaN.
         """
         xy = self.undistort_points(pixels)
-        rays = np.concatenate([xy, np.ones(xy.shape[:-1] + (1,))], axis=-1)
+        rays = np.concatenate([xy, np.ones((*xy.shape[:-1], 1))], axis=-1)
         if depth is None:
             return rays
         z = np.asarray(depth, dtype=np.float64)
@@ -321,7 +321,7 @@ class PinholeCamera:
         dnum = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)
         dden = k4 + r2 * (2.0 * k5 + 3.0 * k6 * r2)
         dg = (dnum * den - num * dden) / (den * den)  # d g / d r2
-        jac = np.empty(xy.shape[:-1] + (2, 2))
+        jac = np.empty((*xy.shape[:-1], 2, 2))
         jac[..., 0, 0] = g + 2.0 * x * x * dg + 2.0 * p1 * y + 6.0 * p2 * x
         jac[..., 0, 1] = 2.0 * x * y * dg + 2.0 * p1 * x + 2.0 * p2 * y
         jac[..., 1, 0] = 2.0 * x * y * dg + 2.0 * p1 * x + 2.0 * p2 * y
@@ -329,28 +329,45 @@ class PinholeCamera:
         return out, jac
 
     def _undistort_radtan(self, target: np.ndarray) -> np.ndarray:
-        xy = target.copy()
+        flat_target = target.reshape(-1, 2)
+        xy = flat_target.copy()
+        active = np.flatnonzero(np.all(np.isfinite(flat_target), axis=-1))
         for _ in range(_MAX_ITERATIONS):
-            current, jac = self._radtan_with_jacobian(xy, jacobian=True)
-            residual = current - target
-            err = np.linalg.norm(residual, axis=-1)
-            if not np.any(err > _TOL_NORMALISED):
+            if active.size == 0:
                 break
-            with np.errstate(all="ignore"):
-                det = jac[..., 0, 0] * jac[..., 1, 1] - jac[..., 0, 1] * jac[..., 1, 0]
-                dx = (jac[..., 1, 1] * residual[..., 0] - jac[..., 0, 1] * residual[..., 1]) / det
-                dy = (jac[..., 0, 0] * residual[..., 1] - jac[..., 1, 0] * residual[..., 0]) / det
-            step = np.stack([dx, dy], axis=-1)
+            goal = flat_target[active]
+            current, jac = self._radtan_with_jacobian(xy[active], jacobian=True)
+            residual = current - goal
+            err = np.linalg.norm(residual, axis=-1)
+            keep = err > _TOL_NORMALISED
+            active, goal, residual, err, jac = active[keep], goal[keep], residual[keep], err[keep], jac[keep]
+            with np.errstate(all="ignore"):  # closed-form 2x2 solve; singular Jacobians give no step
+                det = jac[:, 0, 0] * jac[:, 1, 1] - jac[:, 0, 1] * jac[:, 1, 0]
+                step = (
+                    np.stack(
+                        [
+                            jac[:, 1, 1] * residual[:, 0] - jac[:, 0, 1] * residual[:, 1],
+                            jac[:, 0, 0] * residual[:, 1] - jac[:, 1, 0] * residual[:, 0],
+                        ],
+                        axis=-1,
+                    )
+                    / det[:, None]
+                )
             step[~np.isfinite(step)] = 0.0
             # damping: halve the step where it would increase the residual
-            scale = np.ones(err.shape)
+            scale = np.ones(active.size)
             for _ in range(8):
-                trial = xy - scale[..., None] * step
-                worse = np.linalg.norm(self._radtan_with_jacobian(trial, jacobian=False)[0] - target, axis=-1) > err
+                trial = xy[active] - scale[:, None] * step
+                new_err = np.linalg.norm(self._radtan_with_jacobian(trial, jacobian=False)[0] - goal, axis=-1)
+                worse = new_err > err
                 if not np.any(worse):
                     break
                 scale = np.where(worse, 0.5 * scale, scale)
-            xy = xy - scale[..., None] * step
+            xy[active] = np.where(worse[:, None], xy[active], trial)
+            # Newton converges quadratically near a regular solution; a point whose residual
+            # no longer shrinks sits at or beyond the lens model's fold and has no inverse
+            active = active[new_err < _STALL_RATIO * err]
+        xy = xy.reshape(target.shape)
         return self._mark_failures(xy, self._radtan_with_jacobian(xy, jacobian=False)[0], target)
 
     def _undistort_equidistant(self, target: np.ndarray) -> np.ndarray:

@@ -199,9 +199,7 @@ def ate_m(pred_poses: np.ndarray, gt_poses: np.ndarray, align: Alignment = "se3"
     return float(np.sqrt(np.mean(np.sum((aligned[:, :3, 3] - g[:, :3, 3]) ** 2, axis=-1))))
 
 
-def rpe(
-    pred_poses: np.ndarray, gt_poses: np.ndarray, delta: int = 1, align: Alignment = "none"
-) -> tuple[float, float]:
+def rpe(pred_poses: np.ndarray, gt_poses: np.ndarray, delta: int = 1, align: Alignment = "none") -> tuple[float, float]:
     """Relative pose error over frame pairs (i, i + delta): (translation RMSE in m, rotation RMSE in degrees).
 
     E_i = (G_i⁻¹ G_{i+δ})⁻¹ (P_i⁻¹ P_{i+δ}) for camera-to-world poses; the translation error
@@ -287,9 +285,7 @@ def _image_pair(
     return a, b, m, float(data_range)
 
 
-def psnr_masked(
-    img_pred: np.ndarray, img_gt: np.ndarray, mask: np.ndarray, data_range: float | None = None
-) -> float:
+def psnr_masked(img_pred: np.ndarray, img_gt: np.ndarray, mask: np.ndarray, data_range: float | None = None) -> float:
     """PSNR in dB over the mask's pixels: 10 log10(L² / MSE), MSE over masked pixels and all channels.
 
     ``L`` (data_range) defaults to 255 for integer images and 1.0 for float images. Identical

@@ -115,7 +115,9 @@ class RigidTransform:
 
     def compose(self, other: RigidTransform) -> RigidTransform:
         """``self ∘ other``: apply ``other`` first, then ``self`` (same as ``self @ other``)."""
-        return RigidTransform(self.rotation * other.rotation, self.rotation.apply(other.translation) + self.translation)
+        return RigidTransform(
+            self.rotation * other.rotation, self.rotation.apply(np.array(other.translation)) + self.translation
+        )
 
     def __matmul__(self, other: RigidTransform) -> RigidTransform:
         if not isinstance(other, RigidTransform):
@@ -125,7 +127,7 @@ class RigidTransform:
     def inverse(self) -> RigidTransform:
         """The transform that undoes this one."""
         r_inv = self.rotation.inv()
-        return RigidTransform(r_inv, -r_inv.apply(self.translation))
+        return RigidTransform(r_inv, -r_inv.apply(np.array(self.translation)))
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Transform points of shape (3,) or (N, 3)."""

@@ -68,7 +68,7 @@ def test_undistort_whole_image_below_micro_pixel(model: str) -> None:
     pixels = np.stack([u, v], axis=-1)  # (H', W', 2): batched leading axes are supported
     xy = cam.undistort_points(pixels)
     assert xy.shape == pixels.shape and np.all(np.isfinite(xy))
-    reprojected = cam.project(np.concatenate([xy, np.ones(xy.shape[:-1] + (1,))], axis=-1))
+    reprojected = cam.project(np.concatenate([xy, np.ones((*xy.shape[:-1], 1))], axis=-1))
     assert np.abs(reprojected - pixels).max() < 1e-6
 
 
@@ -131,3 +131,21 @@ def test_shape_errors() -> None:
         cam.project(np.zeros((4, 2)))
     with pytest.raises(ValueError, match="depth"):
         cam.unproject(np.zeros((4, 2)), np.ones(3))
+
+
+def test_skew_round_trip() -> None:
+    cam = PinholeCamera.from_camera_info_fields(640, 480, [500, 3.0, 320, 0, 510, 240, 0, 0, 1], [], "")
+    # u = fx x + s y + cx: (0.1, 0.2) -> 50 + 0.6 + 320
+    np.testing.assert_allclose(cam.project(np.array([[0.1, 0.2, 1.0]])), [[370.6, 342.0]])
+    pts = _points()
+    np.testing.assert_allclose(cam.unproject(cam.project(pts), pts[:, 2]), pts, atol=1e-9)
+
+
+def test_pixels_beyond_the_lens_fold_are_nan() -> None:
+    # strong barrel: the distorted radius peaks near r_d = 0.74 (normalised), so a pixel
+    # 0.9 focal lengths from the centre has no undistorted preimage
+    cam = PinholeCamera.from_camera_info_fields(
+        640, 480, [500, 0, 320, 0, 500, 240, 0, 0, 1], [-0.45, 0.2, 0, 0, -0.05], "plumb_bob"
+    )
+    xy = cam.undistort_points(np.array([[320.0 + 450.0, 240.0], [320.0 + 100.0, 240.0]]))
+    assert np.isnan(xy[0]).all() and np.isfinite(xy[1]).all()
