@@ -28,7 +28,7 @@ setup(
     zip_safe=True,
     maintainer="hand_scene_perception maintainers",
     maintainer_email="maintainers@hand-scene-perception.dev",
-    description="ROS 2 hand-scene perception: ego 4D hand-scene reconstruction, multi-camera hand fusion, Gaussian hands.",
+    description="ROS 2 hand-scene perception: ego 4D reconstruction, multi-camera hand fusion, Gaussian hands.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

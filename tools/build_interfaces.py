@@ -22,7 +22,9 @@ import sysconfig
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BUILD_HOST_INCLUDE = re.compile(r"/opt/python/cp\d+-cp\d+/(include/python[\d.]+|lib/python[\d.]+/site-packages/numpy/_core/include)")
+BUILD_HOST_INCLUDE = re.compile(
+    r"/opt/python/cp\d+-cp\d+/(include/python[\d.]+|lib/python[\d.]+/site-packages/numpy/_core/include)"
+)
 
 # TFMessage's upstream definition; the generated type hash equals upstream tf2_msgs'.
 TF2_MSGS_PACKAGE_XML = """<?xml version="1.0"?>
@@ -76,8 +78,8 @@ def repoint_build_host_paths(prefix: Path) -> int:
 
 def newest_mtime(paths: list[Path]) -> float:
     """Latest modification time among files under the given paths."""
-    times = [p.stat().st_mtime for root in paths for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()]
-    return max(times, default=0.0)
+    files = [p for root in paths for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()]
+    return max((p.stat().st_mtime for p in files), default=0.0)
 
 
 def cmake_install(source: Path, build: Path, prefix: Path) -> None:

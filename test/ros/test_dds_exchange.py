@@ -58,7 +58,8 @@ def test_hand_array_and_tf_cross_process(publisher_process):
         seed = array_msg.header.stamp.nanosec
         assert array_msg.header.frame_id == WORLD_FRAME
         assert [h.side for h in array_msg.hands] == [Hand.LEFT, Hand.RIGHT]
-        for msg, expected in zip(array_msg.hands, [sample_hand(7, "left", seed), sample_hand(9, "right", seed + 1)]):
+        expected_hands = [sample_hand(7, "left", seed), sample_hand(9, "right", seed + 1)]
+        for msg, expected in zip(array_msg.hands, expected_hands, strict=True):
             got = hand_state(msg)
             assert got.track_id == expected.track_id and got.side == expected.side
             assert msg.header.frame_id == WORLD_FRAME and got.image_frame_id == CAMERA_FRAME
