@@ -111,24 +111,27 @@ def main() -> int:
     """Build what is missing or stale; print one line per package."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prefix", type=Path, default=Path(sys.prefix), help="install prefix (default: this venv)")
-    parser.add_argument("--build-dir", type=Path, default=REPO / "build", help="CMake build folders go here")
+    parser.add_argument("--build-dir", type=Path, default=None,
+                        help="CMake build folders go here (default: build/<venv folder name>; one per venv, "
+                             "since a CMake cache remembers the prefix it was configured against)")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = parser.parse_args()
     prefix = args.prefix.resolve()
+    build_dir = args.build_dir or REPO / "build" / prefix.name
 
     patched = repoint_build_host_paths(prefix)
     if patched:
         print(f"build_interfaces: repointed build-host include paths in {patched} CMake files")
 
     if importlib.util.find_spec("tf2_msgs") is None:
-        source = write_tf2_msgs_source(args.build_dir / "generated")
-        cmake_install(source, args.build_dir / "tf2_msgs", prefix)
+        source = write_tf2_msgs_source(build_dir / "generated")
+        cmake_install(source, build_dir / "tf2_msgs", prefix)
         print("build_interfaces: built tf2_msgs (TFMessage) into", prefix)
 
     msgs_source = REPO / "hand_scene_msgs"
     marker = prefix / "share" / "hand_scene_msgs" / "package.xml"
     if args.force or not marker.exists() or newest_mtime([msgs_source]) > marker.stat().st_mtime:
-        cmake_install(msgs_source, args.build_dir / "hand_scene_msgs", prefix)
+        cmake_install(msgs_source, build_dir / "hand_scene_msgs", prefix)
         marker.touch()
         print("build_interfaces: built hand_scene_msgs into", prefix)
     else:
