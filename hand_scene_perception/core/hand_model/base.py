@@ -115,6 +115,40 @@ def to_torch(value: Any, dtype: torch.dtype = torch.float32) -> tuple[torch.Tens
     return torch.as_tensor(np.asarray(value), dtype=dtype), True
 
 
+@dataclass(frozen=True)
+class BatchedInputs:
+    """forward() arguments as tensors of one dtype/device: pose (B,16,3), shape (B,S), transl (B,3)."""
+
+    pose: torch.Tensor
+    shape: torch.Tensor
+    transl: torch.Tensor
+    wants_numpy: bool
+
+
+def batched_inputs(pose: Any, shape: Any | None, transl: Any | None, num_shape_params: int) -> BatchedInputs:
+    """Validate and batch forward() arguments once, for every model implementation.
+
+    The dtype and device follow the pose (integer poses become float32); shape and
+    translation default to zeros and broadcast over the pose batch.
+    """
+    pose_t, wants_numpy = to_torch(pose)
+    if pose_t is None:
+        raise ValueError("pose is required")
+    pose_t = as_batched_pose(pose_t if pose_t.is_floating_point() else pose_t.to(torch.float32))
+    batch = pose_t.shape[0]
+    return BatchedInputs(
+        pose=pose_t,
+        shape=as_batched(to_torch(shape, pose_t.dtype)[0], batch, num_shape_params, "shape", pose_t),
+        transl=as_batched(to_torch(transl, pose_t.dtype)[0], batch, 3, "transl", pose_t),
+        wants_numpy=wants_numpy,
+    )
+
+
+def caller_faces(faces: np.ndarray, wants_numpy: bool, like: torch.Tensor) -> Any:
+    """Faces as a numpy copy or as a long tensor on the caller's device."""
+    return faces.copy() if wants_numpy else torch.as_tensor(faces, device=like.device)
+
+
 def to_caller(value: torch.Tensor, wants_numpy: bool) -> Any:
     """Return numpy float32 (detached) when the caller passed numpy, else the tensor itself."""
     if wants_numpy:

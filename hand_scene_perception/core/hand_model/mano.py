@@ -24,7 +24,7 @@ import smplx
 import torch
 from smplx.utils import Struct
 
-from .base import HandModelOutput, HandSide, as_batched, as_batched_pose, to_caller, to_torch
+from .base import HandModelOutput, HandSide, batched_inputs, caller_faces, to_caller
 from .joint_order import NUM_POSE_JOINTS, model_to_mediapipe
 from .safe_pickle import load_mano_npz, load_mano_pickle
 
@@ -188,24 +188,18 @@ class ManoHandModel:
     ) -> HandModelOutput:
         """Pose MANO; see :meth:`.base.HandModel.forward` for shapes and the numpy/torch contract."""
         side = HandSide.parse(side)
-        pose_t, wants_numpy = to_torch(pose)
-        if pose_t is None:
-            raise ValueError("pose is required")
-        pose_t = as_batched_pose(pose_t if pose_t.is_floating_point() else pose_t.float())
-        batch = pose_t.shape[0]
-        shape_t = as_batched(to_torch(shape)[0], batch, self.num_shape_params, "shape", pose_t)
-        transl_t = as_batched(to_torch(transl)[0], batch, 3, "transl", pose_t)
+        inputs = batched_inputs(pose, shape, transl, self.num_shape_params)
+        pose_t, batch = inputs.pose, inputs.pose.shape[0]
         out = self._layer(side, pose_t)(
-            betas=shape_t,
+            betas=inputs.shape,
             global_orient=pose_t[:, 0],
             hand_pose=pose_t[:, 1:NUM_POSE_JOINTS].reshape(batch, 3 * (NUM_POSE_JOINTS - 1)),
-            transl=transl_t,
+            transl=inputs.transl,
         )
         tips = out.vertices[:, self._tip_index.to(out.vertices.device)]
         joints = model_to_mediapipe(torch.cat([out.joints, tips], dim=1))
-        faces = self._faces[side]
         return HandModelOutput(
-            vertices=to_caller(out.vertices, wants_numpy),
-            joints=to_caller(joints, wants_numpy),
-            faces=faces.copy() if wants_numpy else torch.tensor(faces, device=pose_t.device),
+            vertices=to_caller(out.vertices, inputs.wants_numpy),
+            joints=to_caller(joints, inputs.wants_numpy),
+            faces=caller_faces(self._faces[side], inputs.wants_numpy, pose_t),
         )

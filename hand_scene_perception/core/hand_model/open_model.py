@@ -53,14 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import (
-    HandModelOutput,
-    HandSide,
-    as_batched,
-    as_batched_pose,
-    to_caller,
-    to_torch,
-)
+from .base import HandModelOutput, HandSide, batched_inputs, caller_faces, to_caller
 from .joint_order import MANO_PARENTS, model_to_mediapipe
 
 HAND_LENGTH_M = 0.185
@@ -683,8 +676,9 @@ class OpenHandModel:
         self.num_vertices = len(verts)
         self.num_shape_params = len(SHAPE_PARAM_NAMES)
         self.shape_param_names = SHAPE_PARAM_NAMES
-        self._faces_right = faces.astype(np.int64)
-        self._faces_left = np.ascontiguousarray(self._faces_right[:, ::-1])
+        right_faces = faces.astype(np.int64)
+        # The mirrored left surface needs reversed winding to keep its normals outward.
+        self._faces = {HandSide.RIGHT: right_faces, HandSide.LEFT: np.ascontiguousarray(right_faces[:, ::-1])}
         self._np = {
             "verts": verts,
             "joints": joints21[:16],
@@ -698,7 +692,7 @@ class OpenHandModel:
 
     def faces(self, side: HandSide | str) -> np.ndarray:
         """(F, 3) int64 faces, outward counter-clockwise; the left hand's winding is reversed by the mirror."""
-        return self._faces_left if HandSide.parse(side) is HandSide.LEFT else self._faces_right
+        return self._faces[HandSide.parse(side)].copy()
 
     def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """(16, 3) lower and upper bounds (radians) on local (flexion, abduction, twist) angles; root row ±inf."""
@@ -747,15 +741,9 @@ class OpenHandModel:
     ) -> HandModelOutput:
         """Pose the hand (see :class:`~.base.HandModel`); numpy in → numpy float32 out, torch in → torch out."""
         side = HandSide.parse(side)
-        pose_t, wants_numpy = to_torch(pose)
-        pose_t = as_batched_pose(pose_t)
-        if not pose_t.is_floating_point():
-            pose_t = pose_t.to(torch.float32)
+        inputs = batched_inputs(pose, shape, transl, self.num_shape_params)
+        pose_t, beta, offset, wants_numpy = inputs.pose, inputs.shape, inputs.transl, inputs.wants_numpy
         batch = pose_t.shape[0]
-        shape_t, _ = to_torch(shape, pose_t.dtype)
-        transl_t, _ = to_torch(transl, pose_t.dtype)
-        beta = as_batched(shape_t, batch, self.num_shape_params, "shape", pose_t)
-        offset = as_batched(transl_t, batch, 3, "transl", pose_t)
         buf = self._tensors(pose_t.dtype, pose_t.device)
         left = side is HandSide.LEFT
         if left:
@@ -793,11 +781,10 @@ class OpenHandModel:
             joints = joints * mirror
         verts = verts + offset[:, None]
         joints = model_to_mediapipe(joints) + offset[:, None]
-        faces = self.faces(side)
         return HandModelOutput(
             vertices=to_caller(verts, wants_numpy),
             joints=to_caller(joints, wants_numpy),
-            faces=faces.copy() if wants_numpy else torch.as_tensor(faces, device=pose_t.device),
+            faces=caller_faces(self._faces[side], wants_numpy, pose_t),
         )
 
     __call__ = forward
