@@ -6,11 +6,17 @@ Sub-commands import their heavy dependencies lazily so `hand-scene --help` stays
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+
+# Default focal length as a multiple of the image's larger side: a 2·atan(1/2) ≈ 53° field of view across it,
+# typical of webcams and phone main cameras; real intrinsics (--fx ...) are always better.
+DEFAULT_FOCAL_PER_SIDE = 1.0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -24,6 +30,121 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_rgb(path: Path):
+    """RGB uint8 array of an image file (alpha dropped, gray expanded), or ValueError naming the file."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image file: {path}")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read {path} as an image: {error}") from None
+
+
+def _load_depth_m(path: Path, height: int, width: int):
+    """Depth in metres at the colour size (0 = no depth): a .npy of metres or a 16-bit PNG of millimetres."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from .core.depth import aligned_depth_metres
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such depth file: {path}")
+    try:
+        if path.suffix.lower() == ".npy":
+            raw = np.load(path, allow_pickle=False)
+        else:
+            with Image.open(path) as image:
+                raw = np.asarray(image)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ValueError(f"cannot read {path} as depth: {error}") from None
+    if raw.dtype == np.int32 and raw.size and raw.min() >= 0 and raw.max() <= np.iinfo(np.uint16).max:
+        raw = raw.astype(np.uint16)  # Pillow opens some 16-bit PNGs as 32-bit integers
+    return aligned_depth_metres(raw, height, width)
+
+
+def _detect_intrinsics(args: argparse.Namespace, height: int, width: int) -> dict[str, float | bool]:
+    """The user's intrinsics, each missing one filled with the documented default (53° FOV, centred)."""
+    focal = DEFAULT_FOCAL_PER_SIDE * max(width, height)
+    fx = args.fx if args.fx is not None else (args.fy if args.fy is not None else focal)
+    fy = args.fy if args.fy is not None else fx
+    cx = args.cx if args.cx is not None else (width - 1) / 2.0
+    cy = args.cy if args.cy is not None else (height - 1) / 2.0
+    assumed = any(getattr(args, name) is None for name in ("fx", "fy", "cx", "cy"))
+    return {"fx": fx, "fy": fy, "cx": cx, "cy": cy, "assumed": assumed}
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    """Detect hands in one image and place them metrically in the camera frame."""
+    import numpy as np
+
+    from .backends.mediapipe_hands import MediaPipeHandDetector, MediaPipeUnavailableError
+    from .core.camera import PinholeCamera
+    from .core.placement import place_hand
+
+    image = _load_rgb(args.image)
+    height, width = image.shape[:2]
+    intrinsics = _detect_intrinsics(args, height, width)
+    camera = PinholeCamera.from_intrinsics(
+        intrinsics["fx"], intrinsics["fy"], intrinsics["cx"], intrinsics["cy"], width, height
+    )
+    depth = _load_depth_m(args.depth, height, width) if args.depth is not None else None
+    if intrinsics["assumed"]:
+        fov = math.degrees(2.0 * math.atan(max(width, height) / (2.0 * intrinsics["fx"])))
+        print(
+            f"hand-scene detect: warning: intrinsics not all given; assuming a {fov:.0f}° field of view "
+            "and the principal point at the centre",
+            file=sys.stderr,
+        )
+    try:
+        with MediaPipeHandDetector(max_hands=args.max_hands, mode="image") as detector:
+            detections = detector.detect(image)
+    except MediaPipeUnavailableError as error:
+        print(f"hand-scene detect: error: {error}", file=sys.stderr)
+        return 2
+    hands = []
+    for detection in detections:
+        placement = place_hand(
+            camera, detection.landmarks_px, detection.world_landmarks_m, detection.side, depth_m=depth
+        )
+        hands.append(
+            {
+                "side": detection.side.value,
+                "score": round(detection.score, 4),
+                "landmarks_px": np.round(detection.landmarks_px, 2).tolist(),
+                "joints_cam_m": np.round(placement.joints_cam_m, 5).tolist(),
+                "wrist_m": np.round(placement.joints_cam_m[0], 5).tolist(),
+                "wrist_pose": np.round(placement.wrist_pose, 6).tolist(),
+                "reprojection_error_px": round(placement.reprojection_error_px, 3),
+                "depth_scale": round(placement.scale, 4),
+                "depth_inliers": placement.depth_inliers,
+            }
+        )
+    report = {
+        "hands": hands,
+        "image": {"path": str(args.image), "width": width, "height": height, "depth": args.depth is not None},
+        "intrinsics": intrinsics,
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(
+        f"{args.image}: {width}x{height}, fx={intrinsics['fx']:.1f} fy={intrinsics['fy']:.1f} "
+        f"cx={intrinsics['cx']:.1f} cy={intrinsics['cy']:.1f}{' (assumed)' if intrinsics['assumed'] else ''}, "
+        f"{len(hands)} hand(s)"
+    )
+    for index, hand in enumerate(hands, 1):
+        x, y, z = hand["wrist_m"]
+        print(
+            f"  hand {index}: {hand['side']} (score {hand['score']:.2f}), wrist at ({x:.3f}, {y:.3f}, {z:.3f}) m, "
+            f"reprojection {hand['reprojection_error_px']:.1f} px"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="hand-scene", description=__doc__.splitlines()[0])
@@ -32,10 +153,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job on the embedded default and write outputs/")
     demo.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
-    demo.add_argument("--hand-model", choices=("open", "mano"), default="open",
-                      help="hand model: the package's open model (default) or MANO (needs --mano-dir)")
+    demo.add_argument(
+        "--hand-model",
+        choices=("open", "mano"),
+        default="open",
+        help="hand model: the package's open model (default) or MANO (needs --mano-dir)",
+    )
     demo.add_argument("--mano-dir", type=Path, default=None, help="folder holding MANO_RIGHT/LEFT .pkl or .npz")
     demo.set_defaults(handler=run_demo)
+
+    detect = commands.add_parser("detect", help="detect hands in one image and place them in the camera frame")
+    detect.add_argument("image", type=Path, help="colour image (any format Pillow reads)")
+    for name, what in (
+        ("fx", "focal length x"),
+        ("fy", "focal length y"),
+        ("cx", "principal point x"),
+        ("cy", "principal point y"),
+    ):
+        detect.add_argument(
+            f"--{name}",
+            type=float,
+            default=None,
+            help=f"{what} in pixels (default: fx = fy = the larger image side, a 53° field of "
+            "view; principal point at the image centre)",
+        )
+    detect.add_argument(
+        "--depth",
+        type=Path,
+        default=None,
+        help="aligned depth: 16-bit PNG in millimetres or .npy in metres (resampled to the image, 0 = none)",
+    )
+    detect.add_argument("--max-hands", type=int, default=2, help="most hands to report (default 2)")
+    detect.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    detect.set_defaults(handler=run_detect)
     return parser
 
 
