@@ -93,8 +93,12 @@ def cmake_install(source: Path, build: Path, prefix: Path) -> None:
     ]  # fmt: skip
     subprocess.run(configure, check=True, env=env, stdout=subprocess.DEVNULL)
     jobs = str(os.cpu_count() or 2)
-    subprocess.run(["cmake", "--build", str(build), "--target", "install", "-j", jobs], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["cmake", "--build", str(build), "--target", "install", "-j", jobs],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def write_tf2_msgs_source(root: Path) -> Path:
@@ -111,9 +115,13 @@ def main() -> int:
     """Build what is missing or stale; print one line per package."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prefix", type=Path, default=Path(sys.prefix), help="install prefix (default: this venv)")
-    parser.add_argument("--build-dir", type=Path, default=None,
-                        help="CMake build folders go here (default: build/<venv folder name>; one per venv, "
-                             "since a CMake cache remembers the prefix it was configured against)")
+    parser.add_argument(
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="CMake build folders go here (default: build/<venv folder name>; one per venv, "
+        "since a CMake cache remembers the prefix it was configured against)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = parser.parse_args()
     prefix = args.prefix.resolve()
