@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .hand_model.base import HandSide
 from .hand_model.joint_order import NUM_JOINTS
+from .hand_model.side import HandSide
 
 
 @dataclass

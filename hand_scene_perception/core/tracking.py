@@ -46,7 +46,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .filters import OneEuroFilter, OneEuroParams
-from .hand_model.base import HandSide
+from .hand_model.side import HandSide
 
 NS_PER_S = 1_000_000_000
 _INFEASIBLE = 1e9

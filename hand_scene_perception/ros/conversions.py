@@ -17,7 +17,7 @@ from std_msgs.msg import Header
 
 from hand_scene_msgs.msg import Hand, HandArray, HandMeshTopology
 
-from ..core.hand_model.base import HandSide
+from ..core.hand_model.side import HandSide
 from ..core.hand_state import HandState
 
 NS_PER_S = 1_000_000_000

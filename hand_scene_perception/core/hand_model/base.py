@@ -9,29 +9,13 @@ the boundary with :func:`to_torch` / :func:`to_caller`.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-
-class HandSide(str, enum.Enum):
-    """Anatomical side of a hand (DESIGN.md §3)."""
-
-    LEFT = "left"
-    RIGHT = "right"
-
-    @classmethod
-    def parse(cls, value: HandSide | str) -> HandSide:
-        """Accept a HandSide or a case-insensitive 'left'/'right' with a clear error otherwise."""
-        if isinstance(value, HandSide):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ValueError(f"hand side must be 'left' or 'right', got {value!r}") from None
+from .side import HandSide
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import HandSide
 from .open_model import local_joint_axes
+from .side import HandSide
 
 # Rows: MANO joint order (wrist; index, middle, pinky, ring: MCP, PIP, DIP; thumb CMC, MCP, IP).
 # Columns: flexion (curl toward the palm), abduction (toward the thumb), twist (about the bone).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import HandSide
+from .side import HandSide
 
 WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 0, 5, 9, 17
 
