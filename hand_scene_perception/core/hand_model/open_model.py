@@ -241,7 +241,8 @@ _THUMB_LIMITS = (
 )
 
 
-def _limits_table() -> tuple[np.ndarray, np.ndarray]:
+def anatomical_joint_limits() -> tuple[np.ndarray, np.ndarray]:
+    """(16, 3) lower / upper local-angle bounds in MANO row order; model-independent, so MANO fitting uses them too."""
     lower = np.full((16, 3), -np.inf)
     upper = np.full((16, 3), np.inf)
     for finger in _CHAIN_FINGERS:
@@ -687,7 +688,7 @@ class OpenHandModel:
             "dj": dj[1:, :16].reshape(len(SHAPE_PARAM_NAMES) - 1, -1),
         }
         self._cache: dict[tuple[torch.dtype, torch.device], dict[str, torch.Tensor]] = {}
-        self._lower, self._upper = _limits_table()
+        self._lower, self._upper = anatomical_joint_limits()
         self._axes = {s: local_joint_axes(None, s) for s in HandSide}
 
     def faces(self, side: HandSide | str) -> np.ndarray:
