@@ -52,12 +52,14 @@ class Scene:
     """Static scene: rectangles, a (K, T, T, 3) uint8 texture atlas, and the table's graspable boxes.
 
     ``boxes``: (N, 4) rows of (centre x, centre y, top z, half-size along its shorter side),
-    the targets the animated hands reach for. ``table_top_z``: height of the table top."""
+    the targets the animated hands reach for. ``table_top_z``: height of the table top; ``table_front_y``: y of
+    the table edge the person stands at."""
 
     quads: tuple[Quad, ...]
     textures: np.ndarray
     boxes: np.ndarray
     table_top_z: float
+    table_front_y: float
 
     def surface_names(self) -> tuple[str, ...]:
         """Quad names in index order (the values of :attr:`SceneRender.surface`)."""
@@ -154,9 +156,11 @@ def _noise_texture(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _wood_texture(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Wood-like grain: stripes along one axis, bent by low-frequency noise, with fine fibres."""
-    light = np.array([0.72, 0.52, 0.32]) * rng.uniform(0.8, 1.2)
-    dark = light * rng.uniform(0.5, 0.7)
+    """Table tops: wood grain (stripes bent by low-frequency noise, fine fibres) in a stain drawn away from
+    skin hues (dark walnut, grey-washed, ebonised, painted), so hands stand out as they do on real desks."""
+    stains = np.array([[0.36, 0.23, 0.15], [0.55, 0.55, 0.52], [0.22, 0.2, 0.19], [0.3, 0.42, 0.5], [0.78, 0.8, 0.8]])
+    light = stains[rng.integers(len(stains))] * rng.uniform(0.85, 1.15)
+    dark = light * rng.uniform(0.55, 0.75)
     rows = np.arange(size)[:, None] / size
     warp = _fractal_noise(rng, size, 2.2)
     stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (int(rng.integers(14, 26)) * rows + 0.8 * warp))
@@ -265,14 +269,21 @@ def make_scene(seed: int, num_boxes: int = 3) -> Scene:
         quads += _box_quads(at, leg, 0.0, wood, wood_density, f"leg{i}")
 
     boxes = []
-    xs = np.linspace(-0.25, 0.25, num_boxes) + rng.uniform(-0.04, 0.04, num_boxes) if num_boxes > 1 else np.zeros(1)
+    xs = np.linspace(-0.2, 0.2, num_boxes) + rng.uniform(-0.04, 0.04, num_boxes) if num_boxes > 1 else np.zeros(1)
     for i in range(num_boxes):
         half = np.array([rng.uniform(0.03, 0.07), rng.uniform(0.03, 0.07), rng.uniform(0.03, 0.08)])
-        centre = np.array([xs[i], table_centre[1] + rng.uniform(-0.05, 0.12), top_z + half[2]])
+        # Within easy reach: about a hand span behind the front edge.
+        centre = np.array([xs[i], table_centre[1] - table_half[1] + rng.uniform(0.14, 0.22), top_z + half[2]])
         yaw = rng.uniform(-0.6, 0.6)
         quads += _box_quads(centre, half, yaw, 4 + i, rng.uniform(1500, 2500), f"box{i}")
         boxes.append([centre[0], centre[1], top_z + 2 * half[2], min(half[0], half[1])])
-    return Scene(quads=tuple(quads), textures=textures, boxes=np.array(boxes).reshape(-1, 4), table_top_z=top_z)
+    return Scene(
+        quads=tuple(quads),
+        textures=textures,
+        boxes=np.array(boxes).reshape(-1, 4),
+        table_top_z=top_z,
+        table_front_y=float(table_centre[1] - table_half[1]),
+    )
 
 
 # ----------------------------------------------------------------------------- rendering

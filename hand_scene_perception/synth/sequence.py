@@ -19,7 +19,7 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from ..core.camera import PinholeCamera
-from ..core.hand_model.base import HandSide
+from ..core.hand_model.side import HandSide
 from ..core.hand_model.open_model import OpenHandModel
 from ..core.hand_model.poses import named_local_angles
 from ..core.transforms import inverse_matrices
@@ -27,6 +27,9 @@ from .raster import look_at, rasterize, vertex_normals
 from .scene import Scene, make_scene, render_scene
 
 SEGMENTATION_LABELS: dict[HandSide, int] = {HandSide.LEFT: 1, HandSide.RIGHT: 2}
+# Forearms (either side) get their own value so hand metrics stay hand-only while masks that must
+# hide every moving body part (odometry, mapping) can use ``segmentation > 0``.
+ARM_LABEL = 3
 
 # Skin albedos (linear-ish RGB in [0, 1]) from light to dark; a sequence picks one and jitters it.
 _SKIN_TONES = np.array(
@@ -42,6 +45,21 @@ _SKIN_TONES = np.array(
 # Per-channel wrap of the diffuse term: light bleeds further around the terminator in red, a cheap
 # stand-in for the warm look of subsurface scattering in skin.
 _SKIN_WRAP = np.array([0.45, 0.25, 0.2], dtype=np.float32)
+# Sleeve fabrics (navy, charcoal, black, red, olive, off-white, denim); some sequences show bare forearms.
+_SLEEVE_COLORS = np.array(
+    [
+        [0.12, 0.16, 0.32],
+        [0.25, 0.25, 0.27],
+        [0.08, 0.08, 0.09],
+        [0.55, 0.1, 0.12],
+        [0.3, 0.34, 0.18],
+        [0.85, 0.84, 0.8],
+        [0.25, 0.35, 0.52],
+    ]
+)
+_NAIL_RGB = np.array([0.95, 0.8, 0.78])
+_FOREARM_LENGTH_M = 0.28  # wrist to elbow; the tube runs on past the elbow, out of the image
+_ARM_TUBE_M = 0.45
 _CYCLE_S = 3.6  # one reach → grasp → release → retract cycle
 _POSE_CHUNK = 32  # frames posed per batched hand-model call
 
@@ -74,7 +92,8 @@ class HandTruth:
 @dataclass(frozen=True)
 class SynthFrame:
     """One rendered frame: rgb (H, W, 3) uint8; depth (H, W) float32 metres, 0 = no surface;
-    segmentation (H, W) uint8, 0 background, 1 left hand, 2 right hand; scene_surface (H, W) int16
+    segmentation (H, W) uint8, 0 background, 1 left hand, 2 right hand, 3 forearm (:data:`ARM_LABEL`);
+    scene_surface (H, W) int16
     index into ``Scene.quads`` of the visible scene surface (-1 = hand or nothing);
     T_world_camera (4, 4) optical-frame camera pose."""
 
@@ -118,8 +137,38 @@ def _eval_wiggle(params: tuple[np.ndarray, ...], t: np.ndarray) -> np.ndarray:
     return (amp[None] * np.sin(2 * np.pi * freq[None] * t[:, None, None] + phase[None])).sum(1)
 
 
+def _forearm_mesh(rings: np.ndarray, segments: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    """A tapered elliptic tube in the wrist frame (x toward the fingers, z dorsal) along x = -``rings``
+    (metres behind the wrist): vertices (len(rings) * segments + 1, 3) and outward faces. Capped at the
+    wrist, where it overlaps the hand mesh's wrist stub; open at the far end, which leaves the image."""
+    frac = np.minimum(rings / _FOREARM_LENGTH_M, 1.0)
+    half_width = 0.022 + 0.017 * np.sqrt(frac)  # flat at the wrist, rounder toward the elbow
+    half_depth = 0.017 + 0.016 * np.sqrt(frac)
+    angle = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    verts = np.stack(
+        [
+            np.repeat(-rings, segments),
+            (half_width[:, None] * np.cos(angle)[None]).ravel(),
+            (half_depth[:, None] * np.sin(angle)[None] - 0.003).ravel(),
+        ],
+        1,
+    )
+    ring, seg = np.meshgrid(np.arange(len(rings) - 1), np.arange(segments), indexing="ij")
+    a = (ring * segments + seg).ravel()
+    b = (ring * segments + (seg + 1) % segments).ravel()
+    c, d = a + segments, b + segments
+    cap_centre = len(verts)
+    cap = np.stack([np.full(segments, cap_centre), np.arange(segments), (np.arange(segments) + 1) % segments], 1)
+    verts = np.concatenate([verts, [[-rings[0], 0.0, -0.003]]])
+    return verts, np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1), cap])
+
+
 class _HandAnimator:
-    """Keyframed reach → grasp → release → retract cycles for one hand toward one box."""
+    """Keyframed reach → grasp → release → retract cycles for one hand toward one box, plus its forearm.
+
+    Egocentric layout: the wrist rests near the table's front edge, 0.35–0.5 m from the head camera,
+    so the hand spans ~150–250 px at 640x480 and its forearm enters from the bottom of the image, the
+    way a head-mounted camera sees its wearer's hands (and the way MediaPipe's palm detector expects them)."""
 
     def __init__(self, rng: np.random.Generator, model: OpenHandModel, side: HandSide, scene: Scene) -> None:
         self.side = side
@@ -127,7 +176,10 @@ class _HandAnimator:
         boxes = scene.boxes
         box = boxes[np.argmin(boxes[:, 0])] if side is HandSide.LEFT else boxes[np.argmax(boxes[:, 0])]
         top = scene.table_top_z
-        self.rest = np.array([sign * rng.uniform(0.16, 0.24), rng.uniform(-0.25, -0.18), top + rng.uniform(0.1, 0.16)])
+        front = scene.table_front_y
+        self.rest = np.array(
+            [sign * rng.uniform(0.07, 0.12), front + rng.uniform(-0.03, 0.04), top + rng.uniform(0.08, 0.14)]
+        )
         forward = box[:2] - self.rest[:2]
         forward = np.array([*forward / np.linalg.norm(forward), 0.0])
         self.grasp = np.array([box[0], box[1], box[2]]) - forward * (0.075 + box[3]) + np.array([0, 0, 0.045])
@@ -135,19 +187,41 @@ class _HandAnimator:
         pitch = rng.uniform(0.2, 0.45)  # fingers tilted down toward the table
         x_axis = np.cos(pitch) * forward - np.sin(pitch) * np.array([0, 0, 1.0])
         z_axis = np.sin(pitch) * forward + np.cos(pitch) * np.array([0, 0, 1.0])
-        base = np.stack([x_axis, np.cross(z_axis, x_axis), z_axis], 1)
-        # Roll the thumb side up a little, mirrored for the left hand (whose +y is ulnar).
-        roll = Rotation.from_rotvec(x_axis * -sign * rng.uniform(0.2, 0.5))
-        self.root = (roll * Rotation.from_matrix(base)).as_rotvec()
+        self.base = Rotation.from_matrix(np.stack([x_axis, np.cross(z_axis, x_axis), z_axis], 1))
+        # Roll the thumb side up a little, more while grasping (boxes are gripped from the side, thumb on top,
+        # which also keeps the curled fingers in the camera's view); mirrored for the left hand (+y is ulnar).
+        self.roll_axis = x_axis * -sign
+        self.roll = (rng.uniform(0.2, 0.5), rng.uniform(0.5, 0.9))
         relaxed = np.zeros((16, 3))
         relaxed[1:13, 0] = rng.uniform(0.05, 0.25, 12)  # fingers slightly curled at rest
         self.relaxed = relaxed
-        self.grips = [named_local_angles(name) for name in ("fist", "pinch")]
-        self.grip_choice = rng.integers(0, 2, size=64)
+        # Grasps keep fingers in view: mostly pinches, otherwise a loose (half-closed) power grip, not a full fist
+        # seen from behind (hard even for real images).
+        fist = named_local_angles("fist")
+        self.grips = [named_local_angles("pinch"), relaxed + 0.5 * (fist - relaxed)]
+        self.grip_choice = rng.choice(2, size=64, p=[0.75, 0.25])
         self.offset_s = rng.uniform(0, _CYCLE_S)
         self.shape = np.clip(rng.normal(0.0, 0.04, model.num_shape_params), -0.1, 0.1)
         self.tremor = _wiggle(rng, 3, 0.006, 1.5)
         self.model = model
+        cuff = rng.uniform(0.05, 0.14) if rng.random() < 0.6 else np.inf  # sleeve start behind the wrist
+        rings = np.union1d(np.linspace(0.035, _ARM_TUBE_M, 10), [cuff - 0.004, cuff] if np.isfinite(cuff) else [])
+        self.arm_verts, self.arm_faces = _forearm_mesh(rings)
+        self.arm_sleeve = np.append(np.repeat(rings >= cuff, (len(self.arm_verts) - 1) // len(rings)), False)
+        # Elbow near the body, at about table height: forearms rise from the bottom of the image.
+        self.elbow = np.array(
+            [sign * rng.uniform(0.2, 0.26), front - rng.uniform(0.28, 0.34), top + rng.uniform(0, 0.05)]
+        )
+        self.sleeve_rgb = _SLEEVE_COLORS[rng.integers(len(_SLEEVE_COLORS))] * rng.uniform(0.85, 1.15)
+
+    def arm_vertices(self, wrist: np.ndarray, wrist_rot: np.ndarray) -> np.ndarray:
+        """Forearm tube vertices in the world: from the wrist toward the elbow, rolled with the back of the hand,
+        so the wrist bends a little instead of the arm sticking out along the hand's axis."""
+        x_axis = wrist - self.elbow
+        x_axis /= np.linalg.norm(x_axis)
+        z_axis = wrist_rot[:, 2] - (wrist_rot[:, 2] @ x_axis) * x_axis
+        z_axis /= np.linalg.norm(z_axis)
+        return self.arm_verts @ np.stack([x_axis, np.cross(z_axis, x_axis), z_axis], 1).T + wrist
 
     def poses(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Axis-angle poses (N, 16, 3) and wrist translations (N, 3) at times (N,) seconds."""
@@ -174,7 +248,8 @@ class _HandAnimator:
         target = np.stack(self.grips)[self.grip_choice[cycle % len(self.grip_choice)]]
         local = self.relaxed[None] + amount[:, None, None] * (target - self.relaxed[None])
         pose = self.model.pose_from_local(local, self.side)
-        pose[:, 0] = self.root
+        roll = self.roll[0] + amount * self.roll[1]
+        pose[:, 0] = (Rotation.from_rotvec(roll[:, None] * self.roll_axis) * self.base).as_rotvec()
         return pose, transl
 
 
@@ -183,8 +258,10 @@ class _CameraPath:
 
     def __init__(self, rng: np.random.Generator, scene: Scene) -> None:
         top = scene.table_top_z
-        self.eye = np.array([rng.uniform(-0.05, 0.05), rng.uniform(-0.62, -0.5), top + rng.uniform(0.45, 0.55)])
-        self.target = np.array([0.0, 0.05, top])
+        front = scene.table_front_y
+        # Head of a person at the table's front edge, looking down ~50° at the reachable area.
+        self.eye = np.array([rng.uniform(-0.04, 0.04), front - rng.uniform(0.1, 0.18), top + rng.uniform(0.4, 0.48)])
+        self.target = np.array([0.0, front + 0.16, top])
         self.eye_wiggle = _wiggle(rng, 3, 0.04, 0.35)
         self.gaze_wiggle = _wiggle(rng, 3, 0.06, 0.3)
         self.roll_wiggle = _wiggle(rng, 1, np.radians(3.0), 0.3)
@@ -225,14 +302,16 @@ class SyntheticSequence:
         sides = [HandSide.LEFT, HandSide.RIGHT] if num_hands == 2 else [HandSide(rng.choice(["left", "right"]))]
         self.hands = [_HandAnimator(rng, self.model, side, self.scene) for side in sides]
         tone = _SKIN_TONES[rng.integers(len(_SKIN_TONES))] * rng.uniform(0.93, 1.07, 3)
-        # Mottled skin: a little per-vertex albedo variation (vertices are ~4.5 mm apart).
+        nails = _nail_weights(self.model)
         self.skin = {
-            h.side: np.clip(tone * (1 + 0.05 * rng.standard_normal((self.model.num_vertices, 1))), 0, 1).astype(
-                np.float32
-            )
+            h.side: _mottled(rng, tone, self.model.num_vertices) * (1 - nails) + _NAIL_RGB * tone**0.25 * nails
             for h in self.hands
         }
         self.faces = {h.side: self.model.faces(h.side) for h in self.hands}
+        self.arm_albedo = {
+            h.side: np.where(h.arm_sleeve[:, None], h.sleeve_rgb, _mottled(rng, tone, len(h.arm_verts)))
+            for h in self.hands
+        }
         azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(np.radians(35), np.radians(75))
         self.light_world = np.array(
             [np.cos(azimuth) * np.cos(elevation), np.sin(azimuth) * np.cos(elevation), np.sin(elevation)]
@@ -267,7 +346,7 @@ class SyntheticSequence:
                 )
 
     def _render(self, index: int, hands: list[tuple[_HandAnimator, np.ndarray, np.ndarray, np.ndarray]]) -> SynthFrame:
-        """Render the scene, composite the skin-shaded hands by depth, add noise and collect ground truth."""
+        """Render the scene, composite the shaded forearms and hands by depth, add noise and collect ground truth."""
         cam = self.camera
         w2c = self.camera_path.world_to_camera(index / self.fps)
         rot, trans = w2c[:3, :3], w2c[:3, 3]
@@ -278,13 +357,21 @@ class SyntheticSequence:
         light_cam = (rot @ self.light_world).astype(np.float32)
         truths = []
         for hand, pose, verts_world, joints_world in hands:
+            arm_world = hand.arm_vertices(joints_world[0].astype(np.float64), Rotation.from_rotvec(pose[0]).as_matrix())
+            arm_cam = arm_world @ rot.T + trans
             verts_cam = verts_world.astype(np.float64) @ rot.T + trans
-            frags = rasterize(verts_cam, self.faces[hand.side], cam)
-            win = frags.depth < depth[frags.pixel]
-            pix = frags.pixel[win]
-            depth[pix] = frags.depth[win]
-            seg[pix] = SEGMENTATION_LABELS[hand.side]
-            image[pix] = self._shade_skin(hand.side, verts_cam, frags.face[win], frags.bary[win], light_cam)
+            for mesh_cam, faces, albedo, label in (
+                (arm_cam, hand.arm_faces, self.arm_albedo[hand.side], ARM_LABEL),
+                (verts_cam, self.faces[hand.side], self.skin[hand.side], SEGMENTATION_LABELS[hand.side]),
+            ):
+                frags = rasterize(mesh_cam, faces, cam, cull_back=True)
+                win = frags.depth < depth[frags.pixel]
+                pix = frags.pixel[win]
+                depth[pix] = frags.depth[win]
+                seg[pix] = label
+                image[pix] = _shade_skin(
+                    mesh_cam, faces, albedo, frags.face[win], frags.bary[win], light_cam, self.ambient
+                )
             joints_cam = joints_world.astype(np.float64) @ rot.T + trans
             landmarks = cam.project(joints_cam)
             in_image = (
@@ -294,7 +381,7 @@ class SyntheticSequence:
                 & (landmarks[:, 1] <= cam.height - 0.5)
             )
             truths.append((hand, pose, verts_world, joints_world, joints_cam, landmarks, in_image))
-        counts = np.bincount(seg, minlength=3)
+        counts = np.bincount(seg, minlength=ARM_LABEL + 1)
         hand_truths = tuple(
             HandTruth(
                 side=hand.side,
@@ -326,25 +413,53 @@ class SyntheticSequence:
             hands=hand_truths,
         )
 
-    def _shade_skin(
-        self, side: HandSide, verts_cam: np.ndarray, face: np.ndarray, bary: np.ndarray, light_cam: np.ndarray
-    ) -> np.ndarray:
-        """Skin colour (N, 3) in [0, 1]: wrapped (warm) Lambertian + ambient + a faint Blinn-Phong highlight."""
-        faces = self.faces[side][face]
-        w = bary.astype(np.float32)[..., None]
-        normals = (vertex_normals(verts_cam, self.faces[side]).astype(np.float32)[faces] * w).sum(1)
-        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-6)
-        view = -(verts_cam.astype(np.float32)[faces] * w).sum(1)
-        view /= np.linalg.norm(view, axis=1, keepdims=True)
-        flip = np.einsum("ij,ij->i", normals, view) < 0
-        normals[flip] *= -1
-        n_dot_l = normals @ light_cam
-        diffuse = np.clip((n_dot_l[:, None] + _SKIN_WRAP) / (1 + _SKIN_WRAP), 0, 1)
-        half = view + light_cam
-        half /= np.linalg.norm(half, axis=1, keepdims=True)
-        specular = 0.06 * np.clip(np.einsum("ij,ij->i", normals, half), 0, 1) ** 24 * (n_dot_l > 0)
-        albedo = (self.skin[side][faces] * w).sum(1)
-        return albedo * (self.ambient + (1 - self.ambient) * diffuse) + specular[:, None]
+
+def _shade_skin(
+    verts_cam: np.ndarray,
+    faces: np.ndarray,
+    albedo: np.ndarray,
+    face: np.ndarray,
+    bary: np.ndarray,
+    light_cam: np.ndarray,
+    ambient: float,
+) -> np.ndarray:
+    """Colour (N, 3) in [0, 1] of skin (or sleeve) fragments: wrapped (warm) Lambertian + ambient + a faint
+    Blinn-Phong highlight, with per-vertex albedo (V, 3) interpolated across each face."""
+    corners = faces[face]
+    w = bary.astype(np.float32)[..., None]
+    normals = (vertex_normals(verts_cam, faces).astype(np.float32)[corners] * w).sum(1)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-6)
+    view = -(verts_cam.astype(np.float32)[corners] * w).sum(1)
+    view /= np.linalg.norm(view, axis=1, keepdims=True)
+    flip = np.einsum("ij,ij->i", normals, view) < 0
+    normals[flip] *= -1
+    n_dot_l = normals @ light_cam
+    diffuse = np.clip((n_dot_l[:, None] + _SKIN_WRAP) / (1 + _SKIN_WRAP), 0, 1)
+    half = view + light_cam
+    half /= np.linalg.norm(half, axis=1, keepdims=True)
+    specular = 0.06 * np.clip(np.einsum("ij,ij->i", normals, half), 0, 1) ** 24 * (n_dot_l > 0)
+    return (albedo.astype(np.float32)[corners] * w).sum(1) * (ambient + (1 - ambient) * diffuse) + specular[:, None]
+
+
+def _mottled(rng: np.random.Generator, tone: np.ndarray, count: int) -> np.ndarray:
+    """(count, 3) float32 skin albedo: ``tone`` with a little per-vertex variation, as real skin is never flat."""
+    return np.clip(tone * (1 + 0.05 * rng.standard_normal((count, 1))), 0, 1).astype(np.float32)
+
+
+def _nail_weights(model: OpenHandModel) -> np.ndarray:
+    """(V, 1) weight in [0, 1] of fingernail colour per hand vertex: the dorsal half of each distal phalanx's
+    last two thirds. Vertex order is shared by both sides, so the right rest pose decides for both."""
+    rest = model.forward(np.zeros((1, 16, 3), np.float32), side=HandSide.RIGHT)
+    verts, joints = rest.vertices[0].astype(np.float64), rest.joints[0].astype(np.float64)
+    normals = vertex_normals(verts, model.faces(HandSide.RIGHT))
+    weight = np.zeros(len(verts))
+    for tip in (4, 8, 12, 16, 20):
+        axis = joints[tip] - joints[tip - 1]
+        along = (verts - joints[tip - 1]) @ axis / (axis @ axis)
+        radial = np.linalg.norm(verts - joints[tip - 1] - along[:, None] * axis, axis=1)
+        on_nail = (along > 0.3) & (along < 0.95) & (radial < 0.011)
+        weight = np.maximum(weight, on_nail * np.clip((normals[:, 2] - 0.35) / 0.4, 0, 1))
+    return weight[:, None].astype(np.float32)
 
 
 def generate_sequence(
@@ -361,7 +476,7 @@ def generate_sequence(
 
 
 def save_sequence(frames: Iterable[SynthFrame], out_dir: str | pathlib.Path) -> pathlib.Path:
-    """Write rgb/NNNNN.png, depth/NNNNN.png (uint16 millimetres), segmentation/NNNNN.png (labels 0/1/2) and
+    """Write rgb/NNNNN.png, depth/NNNNN.png (uint16 millimetres), segmentation/NNNNN.png (labels 0–3) and
     ground_truth.npz (stacked camera poses, intrinsics, per-hand joints/vertices/landmarks/pose/shape/visibility),
     so sequences can be inspected and replayed without this code."""
     out = pathlib.Path(out_dir)
@@ -412,7 +527,7 @@ def preview_image(frames: Iterable[SynthFrame], scale: float = 0.5) -> Image.Ima
         if valid.any():
             lo, hi = np.percentile(frame.depth[valid], [1, 99])
             depth[valid] = (255 * np.clip((hi - frame.depth[valid]) / max(hi - lo, 1e-6), 0, 1)).astype(np.uint8)
-        palette = np.array([[30, 30, 30], [60, 200, 255], [255, 230, 40]], np.uint8)
+        palette = np.array([[30, 30, 30], [60, 200, 255], [255, 230, 40], [200, 90, 200]], np.uint8)
         tiles = [rgb, Image.fromarray(depth).convert("RGB"), Image.fromarray(palette[frame.segmentation])]
         size = (int(frame.camera.width * scale), int(frame.camera.height * scale))
         rows.append(np.concatenate([np.asarray(t.resize(size, Image.Resampling.BILINEAR)) for t in tiles], 1))

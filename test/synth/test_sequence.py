@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 from hand_scene_perception.core.hand_model.base import HandSide
 from hand_scene_perception.core.hand_model.open_model import OpenHandModel
 from hand_scene_perception.synth.sequence import (
+    ARM_LABEL,
     SEGMENTATION_LABELS,
     default_camera,
     generate_sequence,
@@ -42,7 +43,7 @@ def test_shapes_dtypes_and_labels(frames):
     f = frames[0]
     assert f.rgb.shape == (150, 200, 3) and f.rgb.dtype == np.uint8
     assert f.depth.shape == (150, 200) and f.depth.dtype == np.float32
-    assert f.segmentation.dtype == np.uint8 and set(np.unique(f.segmentation)) <= {0, 1, 2}
+    assert f.segmentation.dtype == np.uint8 and set(np.unique(f.segmentation)) <= {0, 1, 2, ARM_LABEL}
     assert f.T_world_camera.shape == (4, 4) and f.camera is CAM
     assert [h.side for h in f.hands] == [HandSide.LEFT, HandSide.RIGHT]
     for h in f.hands:
@@ -53,6 +54,9 @@ def test_shapes_dtypes_and_labels(frames):
         for h in frame.hands:
             assert h.pixel_count == np.sum(frame.segmentation == SEGMENTATION_LABELS[h.side])
     assert sum(h.visible for fr in frames for h in fr.hands) >= NUM  # hands are in view most of the time
+    # Forearms come with the hands, from the bottom of the image (egocentric view).
+    arm_rows = np.nonzero(np.stack([fr.segmentation == ARM_LABEL for fr in frames]).any(axis=(0, 2)))[0]
+    assert len(arm_rows) and arm_rows.max() == CAM.height - 1
 
 
 def test_same_seed_identical_and_other_seed_different(frames, model):
