@@ -38,11 +38,11 @@ def test_json_with_intrinsics_and_smaller_npy_depth(tmp_path, subprocess_env):
     assert np.asarray(hand["landmarks_px"]).shape == (21, 2)
     joints = np.asarray(hand["joints_cam_m"])
     assert joints.shape == (21, 3)
-    # a flat depth of 0.6 m puts the joints just behind it (surface-to-joint offset 8 mm)
-    assert np.median(joints[:, 2]) == pytest.approx(0.608, abs=0.01)
+    # a flat depth of 0.6 m puts the nearest palm joint behind it by its skin depth (1-2 cm, more when oblique)
+    assert 0.6 < np.min(joints[[0, 1, 5, 9, 13, 17], 2]) < 0.66
     assert hand["wrist_m"] == joints[0].tolist()
     assert np.asarray(hand["wrist_pose"]).shape == (4, 4)
-    assert hand["depth_inliers"] >= 10
+    assert hand["depth_inliers"] >= 4  # of the six palm joints
 
 
 def test_summary_with_default_intrinsics_and_png_depth(tmp_path, subprocess_env):

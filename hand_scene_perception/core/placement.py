@@ -15,11 +15,14 @@ Method (chosen for speed and robustness, numpy only):
    converges in a few iterations from step 1; it is several times cheaper than a generic
    ``scipy.optimize.least_squares`` call with the same robust loss, which matters at 30 FPS per hand.
 3. **Depth** (optional, aligned to the colour image, metres, NaN/0/inf holes allowed): the depth sampled
-   at each visible landmark (median of a 3x3 window), plus the skin-to-joint-centre offset, is compared
-   with the predicted joint depth. The robust ratio (median, then MAD outlier rejection, so an object in
-   front of a minority of joints does not drag the hand) scales the whole hand about the camera centre:
-   reprojections stay exactly as they were while the metric distance (and so the hand's true size) comes
-   from the sensor.
+   at the palm joints (wrist, thumb CMC, the four MCPs: fingers curl over and hide their own joints, the
+   palm's joints stay visible) is compared with where the skin over each joint should appear. A joint
+   centre lies under the skin by a known anatomical depth, deeper on the palmar than on the dorsal side
+   (``SKIN_DEPTH_M``); seen at an angle to the palm's normal, the viewing ray meets the skin that much
+   earlier divided by the cosine of the angle. The robust ratio of measured to predicted skin depth
+   (median, then MAD outlier rejection, so an object in front of a few joints does not drag the hand)
+   scales the whole hand about the camera centre: reprojections stay exactly as they were while the metric
+   distance (and so the hand's true size) comes from the sensor.
 """
 
 from __future__ import annotations
@@ -38,6 +41,15 @@ _STEP_TOL = 1e-10
 # stop once an iteration lowers the robust cost by less than this fraction (well below pixel noise)
 _COST_RTOL = 1e-6
 _MIN_DEPTH_SAMPLES = 3
+# Palm joints used with depth (product order) and how deep each joint centre lies under the dorsal /
+# palmar skin, metres (adult hand; wrist, thumb CMC, index/middle/ring/pinky MCP).
+PALM_JOINTS = (0, 1, 5, 9, 13, 17)
+SKIN_DEPTH_M = {
+    "dorsal": (0.018, 0.017, 0.011, 0.011, 0.011, 0.010),
+    "palmar": (0.022, 0.016, 0.017, 0.018, 0.018, 0.016),
+}
+# Below this |cos| between the viewing ray and the palm normal the palm is seen edge-on: cap the offset.
+_MIN_VIEW_COSINE = 0.4
 _MAD_TO_SIGMA = 1.4826
 
 
@@ -71,7 +83,6 @@ def place_hand(
     refine_rotation: bool = True,
     initial_rotation: np.ndarray | None = None,
     huber_px: float = 3.0,
-    surface_to_joint_m: float = 0.008,
 ) -> HandPlacement:
     """Place one hand metrically in the camera frame (see the module notes for the method).
 
@@ -79,7 +90,6 @@ def place_hand(
     local_joints_m: (21, 3) metric hand-centred joints, camera-aligned up to ``initial_rotation`` (identity).
     depth_m: optional (H, W) depth in metres aligned to the colour image of ``camera``'s size.
     huber_px: residual beyond which a landmark's weight falls off (robust to a few bad landmarks).
-    surface_to_joint_m: how far behind the visible skin a joint centre lies (about half a finger's thickness).
     """
     pixels = np.asarray(landmarks_px, dtype=np.float64)
     local = np.asarray(local_joints_m, dtype=np.float64)
@@ -106,7 +116,7 @@ def place_hand(
         raise ValueError("hand placement failed: joints ended up behind the camera (inconsistent landmarks)")
     scale, inliers = 1.0, 0
     if depth_m is not None:
-        scale, inliers = _depth_scale(camera, pixels, joints, depth_m, surface_to_joint_m)
+        scale, inliers = _depth_scale(camera, pixels, joints, depth_m, HandSide.parse(side))
         joints = joints * scale
     error = np.linalg.norm(camera.project(joints[valid]) - pixels[valid], axis=1).mean()
     return HandPlacement(
@@ -224,21 +234,36 @@ def sample_depth(depth_m: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _depth_scale(camera, pixels, joints, depth_m, surface_to_joint_m):
-    """Robust ratio of measured to predicted joint depth, and the number of agreeing landmarks."""
+def predicted_skin_depth(joints: np.ndarray, side: HandSide) -> np.ndarray:
+    """Depth (z, metres) at which the camera should see the skin over each palm joint.
+
+    The viewing ray to a joint crosses the skin before the joint centre: by the anatomical skin depth
+    on the side of the palm facing the camera, divided by the cosine between the ray and the palm normal.
+    """
+    palm = joints[list(PALM_JOINTS)]
+    dorsal = wrist_frame_from_joints(joints, side)[:3, 2]
+    rays = palm / np.linalg.norm(palm, axis=1, keepdims=True)
+    facing = rays @ dorsal  # < 0: the back of the hand faces the camera
+    skin = np.where(facing < 0, SKIN_DEPTH_M["dorsal"], SKIN_DEPTH_M["palmar"])
+    along_ray = skin / np.maximum(np.abs(facing), _MIN_VIEW_COSINE)
+    return palm[:, 2] - along_ray * rays[:, 2]
+
+
+def _depth_scale(camera, pixels, joints, depth_m, side):
+    """Robust ratio of measured to predicted skin depth over the palm joints, and how many agreed."""
     depth = np.asarray(depth_m)
     if depth.shape != (camera.height, camera.width):
         raise ValueError(
             f"depth must be aligned to the colour image: shape {(camera.height, camera.width)}, got {depth.shape}"
         )
-    measured = sample_depth(depth, pixels) + surface_to_joint_m
-    ratios = measured / joints[:, 2]
+    measured = sample_depth(depth, pixels[list(PALM_JOINTS)])
+    ratios = measured / predicted_skin_depth(joints, side)
     ratios = ratios[np.isfinite(ratios)]
     if ratios.size < _MIN_DEPTH_SAMPLES:
         return 1.0, 0
     median = np.median(ratios)
     spread = _MAD_TO_SIGMA * np.median(np.abs(ratios - median))
-    # never reject tighter than 2 % of the distance: joint-vs-skin offsets vary that much over a hand
+    # never reject tighter than 2 % of the distance: skin depths vary that much between hands
     inliers = np.abs(ratios - median) <= max(3.0 * spread, 0.02 * median)
     if np.count_nonzero(inliers) < _MIN_DEPTH_SAMPLES:
         return 1.0, 0

@@ -10,6 +10,7 @@ from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.hand_model import create_hand_model
 from hand_scene_perception.core.hand_model.wrist_frame import wrist_frame_from_joints
 from hand_scene_perception.core.placement import place_hand, sample_depth
+from hand_scene_perception.synth.raster import render_mesh
 
 CAMERA = PinholeCamera.from_intrinsics(600.0, 610.0, 322.0, 238.0, 640, 480)
 ROTATION = Rotation.from_rotvec([0.3, -0.4, 0.2]).as_matrix()
@@ -88,40 +89,54 @@ def test_missing_landmarks_are_ignored_but_too_few_is_an_error(local_joints):
         place_hand(CAMERA, CAMERA.project(truth), local_joints[:, :2], "right")
 
 
-def _depth_with_patches(truth: np.ndarray, background: float = 1.5) -> np.ndarray:
-    """Depth image: background everywhere, a 7x7 patch of each joint's own depth around its pixel."""
-    depth = np.full((CAMERA.height, CAMERA.width), background)
-    for (u, v), z in zip(np.round(CAMERA.project(truth)).astype(int), truth[:, 2], strict=True):
-        depth[v - 3 : v + 4, u - 3 : u + 4] = z
+@pytest.fixture(scope="module")
+def hand_mesh() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The flat right hand's vertices, faces and joints, centred like ``local_joints``."""
+    out = create_hand_model("open").forward(np.zeros((16, 3)), side="right")
+    centre = out.joints[0].astype(np.float64).mean(axis=0)
+    return out.vertices[0].astype(np.float64) - centre, out.faces, out.joints[0].astype(np.float64) - centre
+
+
+def _rendered_depth(vertices: np.ndarray, faces: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """What a depth sensor sees: the hand's skin (rendered mesh) in front of a wall at 1.5 m."""
+    depth = render_mesh(vertices @ rotation.T + TRANSLATION, faces, CAMERA).depth.astype(np.float64)
+    depth[depth == 0] = 1.5
     return depth
 
 
-def test_depth_fixes_a_wrong_hand_size_despite_holes_and_an_occluder(local_joints):
-    truth = local_joints @ ROTATION.T + TRANSLATION
+@pytest.mark.parametrize("view", ["back", "palm"])
+def test_depth_sees_the_skin_not_the_joint_centres(hand_mesh, view):
+    vertices, faces, joints = hand_mesh
+    # "back": the dorsal side (+z of the wrist frame) faces the camera; "palm": turned over.
+    flip = Rotation.from_rotvec([np.pi, 0, 0]) if view == "back" else Rotation.identity()
+    rotation = (Rotation.from_rotvec([0.3, -0.2, 0.1]) * flip).as_matrix()
+    truth = joints @ rotation.T + TRANSLATION
+    placed = place_hand(CAMERA, CAMERA.project(truth), joints, "right", depth_m=_rendered_depth(vertices, faces,
+                                                                                             rotation))
+    assert placed.depth_inliers >= 4
+    assert np.abs(placed.joints_cam_m - truth).max() < 0.006, "skin-depth model off by more than 6 mm"
+
+
+def test_depth_fixes_a_wrong_hand_size_despite_holes_and_an_occluder(hand_mesh):
+    vertices, faces, joints = hand_mesh
+    rotation = Rotation.from_rotvec([np.pi, 0.0, 0.0]).as_matrix()
+    truth = joints @ rotation.T + TRANSLATION
     pixels = CAMERA.project(truth)
-    small = 0.85 * local_joints  # the landmark model thinks the hand is 15 % smaller than it is
+    small = 0.85 * joints  # the landmark model thinks the hand is 15 % smaller than it is
     rgb_only = place_hand(CAMERA, pixels, small, "right")
     assert abs(rgb_only.joints_cam_m[:, 2].mean() - 0.85 * truth[:, 2].mean()) < 1e-6
-    depth = _depth_with_patches(truth)
+    depth = _rendered_depth(vertices, faces, rotation)
     centres = np.round(pixels).astype(int)
-    for joint, value in ((3, 0.0), (7, np.nan), (11, 0.0), (15, np.inf)):  # holes
+    for joint, value in ((5, 0.0), (9, np.nan)):  # holes
         u, v = centres[joint]
         depth[v - 3 : v + 4, u - 3 : u + 4] = value
-    for joint in (4, 8, 12, 16, 20):  # a mug in front of the fingertips
-        u, v = centres[joint]
-        depth[v - 3 : v + 4, u - 3 : u + 4] = 0.2
-    placed = place_hand(CAMERA, pixels, small, "right", depth_m=depth, surface_to_joint_m=0.0)
-    np.testing.assert_allclose(placed.joints_cam_m, truth, atol=2e-3)
-    assert placed.scale == pytest.approx(1 / 0.85, rel=5e-3)
-    assert placed.depth_inliers >= 8
+    u, v = centres[0]
+    depth[v - 3 : v + 4, u - 3 : u + 4] = 0.2  # a mug in front of the wrist
+    placed = place_hand(CAMERA, pixels, small, "right", depth_m=depth)
+    assert placed.depth_inliers == 3
+    assert placed.scale == pytest.approx(1 / 0.85, rel=0.02)
+    assert np.abs(placed.joints_cam_m - truth).max() < 0.008
     assert placed.reprojection_error_px < 1e-6  # scaling about the camera centre keeps the projections
-
-
-def test_surface_offset_moves_the_joints_behind_the_skin(local_joints):
-    truth = local_joints @ ROTATION.T + TRANSLATION
-    depth = _depth_with_patches(truth) - 0.008  # the sensor sees the skin 8 mm in front of the joint centres
-    placed = place_hand(CAMERA, CAMERA.project(truth), local_joints, "right", depth_m=depth)
-    np.testing.assert_allclose(placed.joints_cam_m, truth, atol=1e-6)
 
 
 def test_depth_without_usable_samples_falls_back_to_rgb(local_joints):
