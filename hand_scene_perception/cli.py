@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,6 +146,34 @@ def run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate a pipeline on generated sequences with ground truth and print the metrics."""
+    from .pipelines.ego_eval import evaluate_ego
+
+    summary = evaluate_ego(
+        seeds=tuple(args.seeds), num_frames=args.frames, num_hands=tuple(args.hands),
+        oracle=args.oracle, noise_px=args.noise_px, use_depth=not args.no_depth,
+    )  # fmt: skip
+    return _print_report(summary, args.json)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Benchmark a pipeline against its reference in the same run and print the figures."""
+    from .pipelines.ego_eval import benchmark_ego
+
+    return _print_report(benchmark_ego(num_frames=args.frames, seed=args.seed), args.json)
+
+
+def _print_report(report: dict, as_json: bool) -> int:
+    """One JSON object, or one `key: value` line per entry for people."""
+    if as_json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {round(value, 4) if isinstance(value, float) else value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="hand-scene", description=__doc__.splitlines()[0])
@@ -186,12 +215,35 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--max-hands", type=int, default=2, help="most hands to report (default 2)")
     detect.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     detect.set_defaults(handler=run_detect)
+
+    evaluate = commands.add_parser("eval", help="measure a pipeline on synthetic sequences with ground truth")
+    evaluate.add_argument("system", choices=("ego",), help="which pipeline")
+    evaluate.add_argument("--oracle", action="store_true", help="ground-truth landmarks + pixel noise, no detector")
+    evaluate.add_argument("--noise-px", type=float, default=2.0, help="oracle landmark noise, pixels (default 2)")
+    evaluate.add_argument("--no-depth", action="store_true", help="RGB only: monocular odometry, no map")
+    evaluate.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sequence seeds (default: 0 1)")
+    evaluate.add_argument("--hands", type=int, nargs="+", default=[1, 2], choices=(1, 2),
+                          help="hand counts to generate (default: 1 2)")
+    evaluate.add_argument("--frames", type=int, default=100, help="frames per sequence (default 100)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(handler=run_eval)
+
+    bench = commands.add_parser("bench", help="speed of a pipeline against its reference, in one run")
+    bench.add_argument("system", choices=("ego",), help="which pipeline")
+    bench.add_argument("--frames", type=int, default=90, help="frames to time (default 90)")
+    bench.add_argument("--seed", type=int, default=0, help="synthetic sequence seed (default 0)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(handler=run_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen sub-command; user errors exit 2 with a message, not a traceback."""
     args = build_parser().parse_args(argv)
+    # The per-frame maths is many tiny matrices: BLAS and torch thread pools only add overhead there, and
+    # the pipeline already runs MediaPipe and odometry side by side on the cores. Must precede numpy's import.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         return args.handler(args)
     except (FileNotFoundError, ValueError) as error:

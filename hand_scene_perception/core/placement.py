@@ -48,8 +48,9 @@ SKIN_DEPTH_M = {
     "dorsal": (0.018, 0.017, 0.011, 0.011, 0.011, 0.010),
     "palmar": (0.022, 0.016, 0.017, 0.018, 0.018, 0.016),
 }
-# Below this |cos| between the viewing ray and the palm normal the palm is seen edge-on: cap the offset.
-_MIN_VIEW_COSINE = 0.4
+# Below this |cos| between the viewing ray and the palm normal the palm is seen nearly edge-on: the ray
+# may graze other fingers or the hand's side, so the skin-depth model does not hold and depth is not used.
+_MIN_VIEW_COSINE = 0.35
 _MAD_TO_SIGMA = 1.4826
 
 
@@ -235,7 +236,7 @@ def sample_depth(depth_m: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 
 
 def predicted_skin_depth(joints: np.ndarray, side: HandSide) -> np.ndarray:
-    """Depth (z, metres) at which the camera should see the skin over each palm joint.
+    """Depth (z, metres) at which the camera should see the skin over each palm joint; NaN when edge-on.
 
     The viewing ray to a joint crosses the skin before the joint centre: by the anatomical skin depth
     on the side of the palm facing the camera, divided by the cosine between the ray and the palm normal.
@@ -245,7 +246,7 @@ def predicted_skin_depth(joints: np.ndarray, side: HandSide) -> np.ndarray:
     rays = palm / np.linalg.norm(palm, axis=1, keepdims=True)
     facing = rays @ dorsal  # < 0: the back of the hand faces the camera
     skin = np.where(facing < 0, SKIN_DEPTH_M["dorsal"], SKIN_DEPTH_M["palmar"])
-    along_ray = skin / np.maximum(np.abs(facing), _MIN_VIEW_COSINE)
+    along_ray = np.where(np.abs(facing) >= _MIN_VIEW_COSINE, skin / np.maximum(np.abs(facing), 1e-9), np.nan)
     return palm[:, 2] - along_ray * rays[:, 2]
 
 

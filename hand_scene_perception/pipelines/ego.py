@@ -1,0 +1,408 @@
+"""Ego pipeline (the Hand3R task, embedded tier): one moving camera in, hands and scene in a metric world out.
+
+Per frame, in this order:
+1. Odometry and hand detection run concurrently (OpenCV and MediaPipe both release the GIL, and
+   this machine has two cores): odometry masks out the previous frame's hands, dilated, since it
+   cannot wait for this frame's detections. With depth: RGB-D odometry; without: monocular
+   odometry whose metric scale comes from the hands placed in step 2.
+2. Each detected hand is placed metrically in the camera frame (intrinsics, depth when present)
+   and the hand model is fitted to it (warm-started from the same hand's previous fit).
+3. The fits are moved into the world frame, associated to tracks (stable ids, voted sides) and
+   temporally filtered; filtering acts on the model parameters (global rotation, articulation,
+   shape, wrist position) and the mesh is posed again from the filtered parameters, so joints,
+   vertices and the published parameters always agree.
+4. With depth, the frame's non-hand pixels are fused into the coloured voxel map, and contacts
+   between the hand meshes and the map are found.
+
+World frame: the first camera pose of a session (or ``EgoConfig.initial_pose``); a time jump
+backwards (bag loop) or :meth:`EgoPipeline.reset` starts a new session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ..core.camera import PinholeCamera
+from ..core.contacts import Contact, find_contacts, hand_regions
+from ..core.depth import aligned_depth_metres
+from ..core.detections import HandDetection
+from ..core.filters import OneEuroParams
+from ..core.fitting import FitResult, HandFitter
+from ..core.hand_model import HandModel, HandSide, create_hand_model
+from ..core.hand_model.wrist_frame import wrist_frame_from_joints
+from ..core.hand_state import HandState
+from ..core.mapping import VoxelMap
+from ..core.odometry import MonocularOdometry, OdometryResult, RgbdOdometry
+from ..core.placement import place_hand
+from ..core.tracking import HandObservation, HandTracker, TrackerConfig
+
+NS_PER_S = 1e9
+
+
+class HandDetector(Protocol):
+    """What the pipeline needs from a hand expert (embedded MediaPipe, oracle landmarks, learned models)."""
+
+    def detect(self, image_rgb: np.ndarray, timestamp_ns: int | None = None) -> list[HandDetection]:
+        """Hands in one RGB image, landmarks in pixels and hand-centred metric joints."""
+        ...
+
+
+@dataclass
+class EgoConfig:
+    """Pipeline settings (the ego node exposes the same names as ROS parameters)."""
+
+    max_hands: int = 2
+    hand_model: str = "open"
+    mano_dir: str | None = None
+    voxel_size_m: float = 0.01
+    max_voxels: int = 500_000
+    map_stride: int = 2
+    contact_threshold_m: float = 0.01
+    hand_mask_margin_px: int = 20
+    max_fit_match_m: float = 0.12
+    initial_pose: np.ndarray | None = None
+    tracker: TrackerConfig = field(
+        default_factory=lambda: TrackerConfig(
+            filters={
+                # Radian-valued keys: a 3 rad/s finger motion opens the cutoff to about 5 Hz.
+                "rotation": OneEuroParams(min_cutoff=1.0, beta=1.5),
+                "articulation": OneEuroParams(min_cutoff=1.0, beta=1.5),
+                # A person's hand shape does not change: smooth hard.
+                "shape": OneEuroParams(min_cutoff=0.05, beta=0.0),
+            }
+        )
+    )
+
+    def __post_init__(self) -> None:
+        """Reject values that would make the pipeline misbehave silently."""
+        if self.max_hands < 1:
+            raise ValueError(f"max_hands must be >= 1, got {self.max_hands}")
+        for name in ("voxel_size_m", "contact_threshold_m", "max_fit_match_m"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_voxels < 1 or self.map_stride < 1 or self.hand_mask_margin_px < 0:
+            raise ValueError("max_voxels and map_stride must be >= 1 and hand_mask_margin_px >= 0")
+
+
+@dataclass(frozen=True)
+class EgoFrame:
+    """One input: RGB (H, W, 3) uint8, its camera, the image stamp, optional aligned depth.
+
+    depth: uint16 millimetres or float metres, any resolution (resampled to the colour image), 0/NaN = none.
+    """
+
+    image_rgb: np.ndarray
+    camera: PinholeCamera
+    stamp_ns: int
+    depth: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class EgoHand:
+    """One tracked hand: the same state in the camera frame and in the world frame."""
+
+    track_id: int
+    side: HandSide
+    side_confidence: float
+    camera: HandState
+    world: HandState
+    reprojection_error_px: float | None
+
+
+@dataclass(frozen=True)
+class EgoResult:
+    """Everything one frame produced; timings in milliseconds per stage."""
+
+    stamp_ns: int
+    hands: list[EgoHand]
+    T_world_camera: np.ndarray
+    odometry: OdometryResult
+    map_points_added: int
+    contacts: list[Contact]
+    timings_ms: dict[str, float]
+    session_reset: str | None = None
+    detections: int = 0
+
+
+def hand_pixel_mask(landmarks: list[np.ndarray], height: int, width: int, margin_px: int) -> np.ndarray:
+    """(H, W) bool mask covering each hand's landmark hull, grown by margin_px and extended down the forearm.
+
+    Hands move independently of the scene, so odometry and mapping must not use these pixels.
+    The forearm continues from the wrist away from the fingers, about one hand length.
+    """
+    mask = np.zeros((height, width), np.uint8)
+    for points in landmarks:
+        pts = np.asarray(points, np.float64)
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        if len(pts) < 3:
+            continue
+        wrist, middle_mcp = pts[0], pts[min(9, len(pts) - 1)]
+        forearm = wrist + (wrist - middle_mcp) * 2.0
+        hull = cv2.convexHull(np.vstack([pts, forearm[None]]).astype(np.float32)).astype(np.int32)
+        cv2.fillConvexPoly(mask, hull, 1)
+    if margin_px:
+        size = 2 * margin_px + 1
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return mask.astype(bool)
+
+
+def _orthonormal(matrix: np.ndarray) -> np.ndarray:
+    """Nearest rotation to a (filtered, slightly non-orthogonal) 3x3 matrix."""
+    u, _, vt = np.linalg.svd(matrix)
+    rotation = u @ vt
+    if np.linalg.det(rotation) < 0:
+        u[:, -1] *= -1
+        rotation = u @ vt
+    return rotation
+
+
+class EgoPipeline:
+    """Frames in, :class:`EgoResult` out (see the module notes for the stages)."""
+
+    def __init__(
+        self,
+        config: EgoConfig | None = None,
+        detector: HandDetector | None = None,
+        model: HandModel | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.config = config or EgoConfig()
+        self.model = model or create_hand_model(self.config.hand_model, mano_dir=self.config.mano_dir)
+        if detector is None:
+            from ..backends.mediapipe_hands import MediaPipeHandDetector
+
+            detector = MediaPipeHandDetector(max_hands=self.config.max_hands, mode="video")
+        self.detector = detector
+        self.fitter = HandFitter(self.model)
+        self.map = VoxelMap(self.config.voxel_size_m, self.config.max_voxels)
+        self._regions = {side: hand_regions(self.model, side) for side in HandSide}
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ego-odometry")
+        self._rgbd = RgbdOdometry(initial_pose=self.config.initial_pose)
+        self._mono = MonocularOdometry(initial_pose=self.config.initial_pose)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new session: new world frame, empty map, no tracks."""
+        self._rgbd.reset()
+        self._mono.reset()
+        self.map.clear()
+        self.tracker = HandTracker(self.config.tracker)
+        self._last_stamp: int | None = None
+        self._last_mask: np.ndarray | None = None
+        self._last_fits: list[FitResult] = []
+        self._pose = np.eye(4) if self.config.initial_pose is None else np.asarray(self.config.initial_pose, float)
+
+    def close(self) -> None:
+        """Release the worker thread and the detector."""
+        self._pool.shutdown(wait=True)
+        close = getattr(self.detector, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> EgoPipeline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ per frame
+
+    def process(self, frame: EgoFrame) -> EgoResult:
+        """Run one frame through every stage; bad input raises ValueError before any state changes."""
+        image = self._validated_image(frame)
+        height, width = image.shape[:2]
+        depth = None if frame.depth is None else aligned_depth_metres(frame.depth, height, width)
+        session_reset = None
+        if self._last_stamp is not None and frame.stamp_ns < self._last_stamp:
+            session_reset = f"time jumped back {(self._last_stamp - frame.stamp_ns) / NS_PER_S:.3f} s: new session"
+            self.reset()
+        self._last_stamp = frame.stamp_ns
+        timings: dict[str, float] = {}
+        start = self._clock()
+
+        previous_mask = self._last_mask if self._last_mask is not None else np.zeros((height, width), bool)
+        rgbd_future = None
+        if depth is not None:
+            rgbd_future = self._pool.submit(self._rgbd.track, image, depth, frame.camera, frame.stamp_ns, previous_mask)
+        detections = self.detector.detect(image, frame.stamp_ns)[: self.config.max_hands]
+        timings["detect"] = 1e3 * (self._clock() - start)
+
+        mark = self._clock()
+        fits = self._fit_hands(detections, frame.camera, depth)
+        timings["fit"] = 1e3 * (self._clock() - mark)
+
+        mark = self._clock()
+        mask = hand_pixel_mask([d.landmarks_px for d in detections], height, width, self.config.hand_mask_margin_px)
+        if rgbd_future is not None:
+            odometry = rgbd_future.result()
+        else:
+            hand_points = np.array([fit.joints_cam[0] for fit in fits]) if fits else None
+            odometry = self._mono.track(image, frame.camera, frame.stamp_ns, mask | previous_mask, hand_points)
+        if odometry.ok and odometry.metric:
+            self._pose = odometry.T_world_camera
+        self._last_mask = mask
+        timings["odometry"] = 1e3 * (self._clock() - mark)
+
+        mark = self._clock()
+        hands = self._track_hands(fits, detections, frame)
+        timings["track"] = 1e3 * (self._clock() - mark)
+
+        mark = self._clock()
+        added = 0
+        if depth is not None and odometry.ok:
+            added = self.map.integrate(depth, image, frame.camera, self._pose, mask, self.config.map_stride)
+        contacts = self._contacts(hands) if len(self.map) else []
+        timings["map"] = 1e3 * (self._clock() - mark)
+        timings["total"] = 1e3 * (self._clock() - start)
+        return EgoResult(
+            stamp_ns=frame.stamp_ns,
+            hands=hands,
+            T_world_camera=self._pose.copy(),
+            odometry=odometry,
+            map_points_added=added,
+            contacts=contacts,
+            timings_ms=timings,
+            session_reset=session_reset,
+            detections=len(detections),
+        )
+
+    @staticmethod
+    def _validated_image(frame: EgoFrame) -> np.ndarray:
+        image = np.asarray(frame.image_rgb)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+        if (frame.camera.height, frame.camera.width) != image.shape[:2]:
+            camera_size = f"{frame.camera.width}x{frame.camera.height}"
+            raise ValueError(f"camera is {camera_size} but the image is {image.shape[1]}x{image.shape[0]}")
+        if frame.stamp_ns < 0:
+            raise ValueError(f"stamp must be non-negative nanoseconds, got {frame.stamp_ns}")
+        return image
+
+    def _fit_hands(self, detections: list[HandDetection], camera: PinholeCamera, depth: np.ndarray | None) -> list:
+        """Place and fit every detection; a hand whose fit fails is dropped (the others go on)."""
+        fits: list[FitResult] = []
+        for detection in detections:
+            placement = place_hand(camera, detection.landmarks_px, detection.world_landmarks_m, detection.side,
+                                   depth_m=depth)
+            previous = self._previous_fit(detection.side, placement.joints_cam_m[0])
+            try:
+                fit = self.fitter.fit(placement.joints_cam_m, detection.side, detection.landmarks_px, camera, previous)
+            except ValueError:
+                continue
+            fits.append((detection, fit))
+        self._last_fits = [fit for _, fit in fits]
+        return [fit for _, fit in fits]
+
+    def _previous_fit(self, side: HandSide, wrist_cam: np.ndarray) -> FitResult | None:
+        """Last frame's fit of the same hand: same side, wrist within max_fit_match_m (warm start)."""
+        candidates = [f for f in self._last_fits if f.side is side]
+        if not candidates:
+            return None
+        best = min(candidates, key=lambda f: float(np.linalg.norm(f.joints_cam[0] - wrist_cam)))
+        return best if np.linalg.norm(best.joints_cam[0] - wrist_cam) <= self.config.max_fit_match_m else None
+
+    def _track_hands(self, fits: list[FitResult], detections: list[HandDetection], frame: EgoFrame) -> list[EgoHand]:
+        """World-frame tracking and filtering of the fitted model parameters, then one forward pass per hand."""
+        pose = self._pose
+        observations = []
+        for fit in fits:
+            rotation_world = pose[:3, :3] @ Rotation.from_rotvec(fit.pose[0]).as_matrix()
+            wrist_world = pose[:3, :3] @ fit.joints_cam[0] + pose[:3, 3]
+            observations.append(
+                HandObservation(
+                    side_label=fit.side,
+                    score=float(np.clip(self._score(fit, detections), 0.0, 1.0)),
+                    position=wrist_world,
+                    arrays={"rotation": rotation_world, "articulation": fit.pose[1:], "shape": fit.shape},
+                )
+            )
+        tracked = self.tracker.update(frame.stamp_ns, observations)
+        camera_from_world = np.linalg.inv(pose)
+        hands = []
+        for track in tracked:
+            fit = fits[track.observation_index]
+            world = self._posed_state(track, fit, frame)
+            hands.append(
+                EgoHand(
+                    track_id=track.track_id,
+                    side=track.side,
+                    side_confidence=track.side_confidence,
+                    camera=_transformed_state(world, camera_from_world),
+                    world=world,
+                    reprojection_error_px=fit.reprojection_error_px,
+                )
+            )
+        return hands
+
+    @staticmethod
+    def _score(fit: FitResult, detections: list[HandDetection]) -> float:
+        """Detector score of the detection this fit came from (matched by side; first wins)."""
+        return next((d.score for d in detections if d.side is fit.side), 0.5)
+
+    def _posed_state(self, track, fit: FitResult, frame: EgoFrame) -> HandState:
+        """World-frame HandState from the track's filtered parameters (one model forward pass)."""
+        arrays = track.arrays
+        global_rotation = _orthonormal(arrays["rotation"])
+        model_pose = np.vstack([Rotation.from_matrix(global_rotation).as_rotvec()[None], arrays["articulation"]])
+        shape = arrays["shape"]
+        out = self.model.forward(model_pose.astype(np.float32), shape.astype(np.float32), side=track.side)
+        # Rotation keeps the root (wrist) fixed, so the translation puts the posed root at the filtered wrist.
+        translation = track.position - out.joints[0, 0]
+        joints = out.joints[0] + translation
+        return HandState(
+            track_id=track.track_id,
+            side=track.side,
+            confidence=float(np.clip(track.score, 0.0, 1.0)),
+            joints=joints,
+            wrist_pose=wrist_frame_from_joints(joints, track.side),
+            model_name=self.model.name,
+            model_pose=model_pose,
+            model_shape=shape,
+            model_translation=translation,
+            vertices=out.vertices[0] + translation,
+            landmarks_px=None,
+            image_frame_id="",
+        )
+
+    def _contacts(self, hands: list[EgoHand]) -> list[Contact]:
+        """Contacts of every hand mesh with the voxel map."""
+        points, normals = self.map.points(), self.map.normals()
+        contacts: list[Contact] = []
+        for hand in hands:
+            contacts += find_contacts(hand.world.vertices, hand.side, hand.track_id, points, normals,
+                                      regions=self._regions[hand.side], threshold_m=self.config.contact_threshold_m)
+        return contacts
+
+
+def _transformed_state(state: HandState, transform: np.ndarray) -> HandState:
+    """The same hand expressed in another frame (transform maps the state's frame into the new one)."""
+    rotation, offset = transform[:3, :3], transform[:3, 3]
+    root = state.joints[0]
+    new_root = rotation @ root + offset
+    global_rotation = rotation @ Rotation.from_rotvec(state.model_pose[0]).as_matrix()
+    model_pose = state.model_pose.copy()
+    model_pose[0] = Rotation.from_matrix(global_rotation).as_rotvec()
+    return HandState(
+        track_id=state.track_id,
+        side=state.side,
+        confidence=state.confidence,
+        joints=state.joints @ rotation.T + offset,
+        wrist_pose=transform @ state.wrist_pose,
+        model_name=state.model_name,
+        model_pose=model_pose,
+        model_shape=state.model_shape,
+        # The root stays the rotation centre: its rest position is root - translation.
+        model_translation=new_root - (root - state.model_translation),
+        vertices=None if state.vertices is None else state.vertices @ rotation.T + offset,
+        landmarks_px=state.landmarks_px,
+        image_frame_id=state.image_frame_id,
+    )
