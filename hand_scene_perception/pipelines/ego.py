@@ -136,9 +136,13 @@ def hand_pixel_mask(landmarks: list[np.ndarray], height: int, width: int, margin
     """(H, W) bool mask covering each hand's landmark hull, grown by margin_px and extended down the forearm.
 
     Hands move independently of the scene, so odometry and mapping must not use these pixels.
-    The forearm continues from the wrist away from the fingers, about one hand length.
+    The forearm continues from the wrist away from the fingers, about one hand length. The margin is
+    added to the hull's corners (a disc of 16 points each) before filling: the hull of the grown corners
+    is the dilated hull, at a fraction of the cost of dilating the whole image.
     """
     mask = np.zeros((height, width), np.uint8)
+    angles = np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)
+    disc = margin_px * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     for points in landmarks:
         pts = np.asarray(points, np.float64)
         pts = pts[np.all(np.isfinite(pts), axis=1)]
@@ -146,11 +150,9 @@ def hand_pixel_mask(landmarks: list[np.ndarray], height: int, width: int, margin
             continue
         wrist, middle_mcp = pts[0], pts[min(9, len(pts) - 1)]
         forearm = wrist + (wrist - middle_mcp) * 2.0
-        hull = cv2.convexHull(np.vstack([pts, forearm[None]]).astype(np.float32)).astype(np.int32)
-        cv2.fillConvexPoly(mask, hull, 1)
-    if margin_px:
-        size = 2 * margin_px + 1
-        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+        corners = cv2.convexHull(np.vstack([pts, forearm[None]]).astype(np.float32))[:, 0].astype(np.float64)
+        grown = (corners[:, None, :] + disc[None]).reshape(-1, 2).astype(np.float32)
+        cv2.fillConvexPoly(mask, cv2.convexHull(grown).astype(np.int32), 1)
     return mask.astype(bool)
 
 
