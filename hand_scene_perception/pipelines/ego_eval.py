@@ -131,7 +131,10 @@ def evaluate_sequence(
     out = {"frames": len(frames), "visible_hands": visible, "matched_hands": found, "tracks": tracks,
            "poses_est": np.array(poses_est), "poses_gt": np.array(poses_gt), "chunk": chunk}
     if use_depth and len(map_points):
-        out["map_chamfer_m"] = metrics.chamfer_m(map_points, observed_surface(frames, voxel))
+        # The pipeline's world is its first camera; the ground truth's world is the generator's.
+        first = frames[0].T_world_camera
+        in_truth_world = map_points @ first[:3, :3].T + first[:3, 3]
+        out["map_chamfer_m"] = metrics.chamfer_m(in_truth_world, observed_surface(frames, voxel))
     return out
 
 
