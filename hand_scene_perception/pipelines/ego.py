@@ -324,7 +324,12 @@ class EgoPipeline:
                     side_label=fit.side,
                     score=float(np.clip(self._score(fit, detections), 0.0, 1.0)),
                     position=wrist_world,
-                    arrays={"rotation": rotation_world, "articulation": fit.pose[1:], "shape": fit.shape},
+                    arrays={
+                        "wrist": wrist_world,
+                        "rotation": rotation_world,
+                        "articulation": fit.pose[1:],
+                        "shape": fit.shape,
+                    },
                 )
             )
         tracked = self.tracker.update(frame.stamp_ns, observations)
@@ -358,7 +363,7 @@ class EgoPipeline:
         shape = arrays["shape"]
         out = self.model.forward(model_pose.astype(np.float32), shape.astype(np.float32), side=track.side)
         # Rotation keeps the root (wrist) fixed, so the translation puts the posed root at the filtered wrist.
-        translation = track.position - out.joints[0, 0]
+        translation = arrays["wrist"] - out.joints[0, 0]
         joints = out.joints[0] + translation
         return HandState(
             track_id=track.track_id,
