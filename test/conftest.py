@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import pytest
 
 SAFE_DISCOVERY_RANGES = ("LOCALHOST", "OFF")
+# Real images for detector tests live beside the repository (never copied into it; DESIGN.md §9).
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -23,6 +26,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "ROS_AUTOMATIC_DISCOVERY_RANGE must be LOCALHOST (or OFF) before any test starts rclpy; "
             f"it is {discovery!r}. Run the tests with `make test`, or export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST."
+        )
+    if not (SHARED_DATA / "real_hands").is_dir():
+        raise pytest.UsageError(
+            f"test data not found at {SHARED_DATA}/real_hands: the tests expect the project's shared/ folder "
+            "beside the repository checkout (../shared)."
         )
     # One DDS domain per test session keeps parallel runs on this machine from seeing each other.
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
