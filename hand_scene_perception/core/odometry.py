@@ -1,7 +1,8 @@
 """Camera odometry for the ego scene stream: RGB-D (metric) and monocular (scale from the hands).
 
-Method (both trackers): ORB features, matched frame-to-keyframe, and the camera pose from
-``cv2.solvePnPRansac`` + Levenberg–Marquardt refinement on the keyframe's 3D points. Tracking
+Method (both trackers): ORB features and the camera pose from ``cv2.solvePnPRansac`` +
+Levenberg–Marquardt refinement on 3D points: the RGB-D tracker matches frame-to-keyframe, the
+monocular one against its persistent local map (see :class:`MonocularOdometry`). Tracking
 against a keyframe (not the previous frame) means the error does not grow while the camera
 hovers over the same view; a new keyframe is taken only when the inlier count falls.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .camera import PinholeCamera
 from .transforms import check_rigid_matrices, inverse_matrices, transform_points
@@ -308,34 +310,12 @@ class RgbdOdometry:
         return True
 
 
-class SparseMap:
-    """Triangulated points (and their colours) of the monocular tracker, oldest dropped beyond ``max_points``."""
-
-    def __init__(self, max_points: int = 100_000) -> None:
-        """``max_points`` bounds memory; a long session keeps its most recent points."""
-        self.max_points = int(max_points)
-        self.clear()
-
-    def clear(self) -> None:
-        """Drop every point."""
-        self._points = np.zeros((0, 3), np.float32)
-        self._colors = np.zeros((0, 3), np.uint8)
-
-    def add(self, points: np.ndarray, colors: np.ndarray) -> None:
-        """Append (N, 3) points and (N, 3) uint8 colours, evicting the oldest when over budget."""
-        self._points = np.concatenate([self._points, np.asarray(points, np.float32)])[-self.max_points :]
-        self._colors = np.concatenate([self._colors, np.asarray(colors, np.uint8)])[-self.max_points :]
-
-    def points(self, scale: float = 1.0) -> np.ndarray:
-        """(N, 3) float32 points, multiplied by ``scale`` (map units → metres)."""
-        return self._points * np.float32(scale)
-
-    def colors(self) -> np.ndarray:
-        """(N, 3) uint8 colours of :meth:`points`."""
-        return self._colors.copy()
-
-    def __len__(self) -> int:
-        return len(self._points)
+# Bits set in each byte value: Hamming distances between ORB descriptors without a matcher object.
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+# A descriptor farther than this (bits of 256) from a map point's is not that point.
+_MAX_HAMMING = 64
+# Hand-position noise (fit error, tremor) assumed by the scale estimate (m).
+_SCALE_NOISE_M = 0.02
 
 
 def triangulate(
@@ -362,27 +342,86 @@ def triangulate(
         with np.errstate(divide="ignore", invalid="ignore"):
             err = np.linalg.norm(cam[:, :2] / cam[:, 2:3] - xy, axis=1)
             valid &= (cam[:, 2] > 0) & (err < max_error)
-    ray_a = points - T_world_a[:3, 3]
-    ray_b = points - T_world_b[:3, 3]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cos = np.sum(ray_a * ray_b, 1) / (np.linalg.norm(ray_a, axis=1) * np.linalg.norm(ray_b, axis=1))
-        valid &= cos < np.cos(np.radians(min_angle_deg))
+    valid &= _ray_angles(T_world_a[:3, 3], T_world_b[:3, 3], points) >= np.radians(min_angle_deg)
     return points, valid
 
 
-def _translation_parallax(
-    camera: PinholeCamera, pixels_cur: np.ndarray, pixels_kf: np.ndarray, T_cur_kf: np.ndarray
-) -> float:
-    """Median angle (rad) between matched rays after removing the rotation between the views: the part
-    of the image motion that comes from translation, which is what triangulation needs."""
-    rays_kf = camera.unproject(pixels_kf) @ T_cur_kf[:3, :3].T
-    rays_cur = camera.unproject(pixels_cur)
-    cos = np.sum(rays_kf * rays_cur, 1) / (np.linalg.norm(rays_kf, axis=1) * np.linalg.norm(rays_cur, axis=1))
-    return float(np.median(np.arccos(np.clip(cos, -1.0, 1.0)))) if len(cos) else 0.0
+def _ray_angles(centre_a: np.ndarray, centre_b: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Angle (rad) at each point between the rays from two camera centres: the triangulation parallax."""
+    ray_a = points - centre_a
+    ray_b = points - centre_b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.sum(ray_a * ray_b, 1) / (np.linalg.norm(ray_a, axis=1) * np.linalg.norm(ray_b, axis=1))
+    return np.arccos(np.clip(np.nan_to_num(cos, nan=1.0), -1.0, 1.0))
+
+
+def _match_by_projection(
+    tree: cKDTree, descriptors: np.ndarray, projected: np.ndarray, map_descriptors: np.ndarray, radius_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(feature_idx, map_idx) pairs: each projected map point takes the closest-descriptor feature within
+    ``radius_px``, one map point per feature. Cheaper and less ambiguous than matching against every feature."""
+    if not len(projected) or tree.n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, cand = tree.query(projected, k=4, distance_upper_bound=radius_px)
+    found = cand < tree.n
+    cand_safe = np.where(found, cand, 0)
+    dist = _POPCOUNT[descriptors[cand_safe] ^ map_descriptors[:, None]].sum(-1, dtype=np.int64)
+    dist[~found] = 1 << 20
+    best = np.argmin(dist, 1)
+    best_dist = dist[np.arange(len(best)), best]
+    map_idx = np.flatnonzero(best_dist <= _MAX_HAMMING)
+    feat_idx = cand_safe[map_idx, best[map_idx]]
+    order = np.lexsort((best_dist[map_idx], feat_idx))
+    first = np.ones(len(order), bool)
+    first[1:] = feat_idx[order][1:] != feat_idx[order][:-1]
+    keep = order[first]
+    return feat_idx[keep].astype(np.int64), map_idx[keep].astype(np.int64)
+
+
+@dataclass
+class _MonoKeyframe:
+    """A keyframe of the monocular tracker: its features, pose and the map point behind each (-1: none yet)."""
+
+    pixels: np.ndarray  # (N, 2)
+    descriptors: np.ndarray  # (N, 32) uint8
+    colors: np.ndarray  # (N, 3) uint8
+    T_world_camera: np.ndarray
+    point_ids: np.ndarray  # (N,) int64
+
+
+class _PointStore:
+    """The monocular map: points, one descriptor each, colour and the frame each was last matched in.
+
+    Bounded by ``max_points``; the oldest points are dropped first and ids shift down by the number dropped
+    (:meth:`add` returns that number so keyframes can renumber)."""
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = int(max_points)
+        self.points = np.zeros((0, 3))
+        self.descriptors = np.zeros((0, 32), np.uint8)
+        self.colors = np.zeros((0, 3), np.uint8)
+        self.last_seen = np.zeros(0, np.int64)
+
+    def add(self, points: np.ndarray, descriptors: np.ndarray, colors: np.ndarray, frame: int) -> int:
+        """Append points seen in ``frame``; returns how many old points were evicted."""
+        self.points = np.concatenate([self.points, points])
+        self.descriptors = np.concatenate([self.descriptors, descriptors])
+        self.colors = np.concatenate([self.colors, colors])
+        self.last_seen = np.concatenate([self.last_seen, np.full(len(points), frame)])
+        drop = max(0, len(self.points) - self.max_points)
+        if drop:
+            self.points, self.descriptors = self.points[drop:], self.descriptors[drop:]
+            self.colors, self.last_seen = self.colors[drop:], self.last_seen[drop:]
+        return drop
 
 
 def estimate_scale(
-    rotations: np.ndarray, translations: np.ndarray, hint_cam: np.ndarray, baseline: int, min_metric_path_m: float
+    rotations: np.ndarray,
+    translations: np.ndarray,
+    hint_cam: np.ndarray,
+    baseline: int,
+    min_metric_path_m: float,
+    max_relative_error: float = 0.15,
 ) -> float | None:
     """Metres per VO unit from a metric point seen in the camera frame over time, or None.
 
@@ -390,7 +429,11 @@ def estimate_scale(
     ``R_i h_i + s t_i`` should agree between frames i and i + ``baseline``. Each pair gives
     ``a + s b ≈ 0`` with a = R_j h_j − R_i h_i (metres) and b = t_j − t_i (VO units); s is the
     Cauchy-robust least-squares solution (c = 2 cm), so pairs where the hand moved on its own are
-    down-weighted. None until the implied camera path (Σ s|b|) exceeds ``min_metric_path_m``.
+    down-weighted. None until the implied camera path (Σ s|b|) exceeds ``min_metric_path_m``, and
+    None while the estimate is not observable: with hint noise c, the relative standard error is
+    about c / sqrt(Σ w (s|b|)² / baseline) (overlapping pairs count 1/baseline each); above
+    ``max_relative_error`` the camera has not translated enough, against the hand's own motion,
+    for the number to mean anything.
     """
     if len(hint_cam) <= baseline:
         return None
@@ -405,30 +448,30 @@ def estimate_scale(
     for _ in range(10):
         scale = -np.sum(weights * np.sum(a * b, 1)) / max(np.sum(weights * bb), 1e-300)
         residual = np.linalg.norm(a + scale * b, axis=1)
-        weights = 1.0 / (1.0 + (residual / 0.02) ** 2)
+        weights = 1.0 / (1.0 + (residual / _SCALE_NOISE_M) ** 2)
     if not scale > 0 or scale * np.sqrt(bb).sum() < min_metric_path_m:
+        return None
+    information = np.sum(weights * bb) * scale**2 / baseline
+    if _SCALE_NOISE_M / np.sqrt(information) > max_relative_error:
         return None
     return float(scale)
 
 
 class MonocularOdometry:
-    """Camera tracking from colour alone: essential-matrix start, then PnP on triangulated points.
+    """Camera tracking from colour alone: two-view start, then PnP against a persistent local map.
 
-    The trajectory is first known up to scale (the initial baseline is one VO unit). Metric scale
-    comes from ``metric_points_cam``, metric points of the hands in the camera frame (from the hand
-    fitter), through :func:`estimate_scale`. Limits, stated plainly:
-    - the estimate assumes the hand is, on average, still in the world while the head moves; hand
-      motion correlated with head motion (following one's own hand) biases it;
-    - pure rotation gives no baseline, so neither initialisation nor scale progress (tracking by PnP
-      on existing points continues);
-    - scale drifts slowly along keyframes (new points inherit the scale of tracked ones); the
-      estimator sees that drift only through its window of recent frames;
-    - when the scale estimate changes, earlier published poses are not revised.
-    - status: on the synthetic head-camera sequences (small, rotation-dominated translation) tracking
-      is lost after about 2 s — not yet reliable enough for the pipeline's default mono path.
-    ``T_world_camera`` is in metres once a scale is known (``metric=True``), else in VO units.
-    After ``reinit_after`` consecutive failures the tracker re-initialises from the last pose,
-    forgetting its map and scale window.
+    Tracking: the constant-velocity prediction projects the recently seen map points into the frame and
+    matches them within a small radius; when that fails (jerk, blur) the frame is matched by descriptor
+    against the whole local map instead. A second projection pass around the solved pose collects every
+    visible point and refines the pose. Points are never dropped because a frame did not see them (only
+    by age, beyond ``max_map_points``), so views the head turns back to are still mapped, and pure
+    rotation just keeps tracking on existing points. New keyframes (by time, translation parallax or
+    a falling inlier count) triangulate their unmapped features against the last few keyframes' unmapped
+    features, kept when the rays meet at ``min_triangulation_deg`` or more.
+
+    Scale: see :meth:`scale` and the limits listed there. ``T_world_camera`` is in metres once a scale is
+    known (``metric=True``), else in VO units (the initial baseline is one unit). After ``reinit_after``
+    consecutive failures the tracker restarts from the last pose, forgetting map and scale.
     """
 
     def __init__(
@@ -436,50 +479,69 @@ class MonocularOdometry:
         initial_pose: np.ndarray | None = None,
         num_features: int = 1000,
         min_inliers: int = 25,
-        init_min_parallax: float = 0.03,
-        keyframe_inlier_ratio: float = 0.5,
-        min_triangulation_deg: float = 0.5,
+        init_min_deg: float = 1.0,
+        min_triangulation_deg: float = 1.0,
         keyframe_parallax_deg: float = 1.0,
-        reinit_after: int = 15,
+        keyframe_every: int = 10,
+        triangulation_keyframes: int = 2,
+        local_map_frames: int = 90,
+        reinit_after: int = 30,
         scale_window: int = 300,
         scale_baseline_frames: int = 10,
         min_scale_path_m: float = 0.05,
         max_map_points: int = 100_000,
     ) -> None:
-        """``init_min_parallax``: median feature displacement (normalised units, ≈ radians) needed before
-        the two-view start; ``scale_window``: frames kept for the scale estimate; ``scale_baseline_frames``:
-        frame gap of the pairs it compares; ``keyframe_parallax_deg``: translation parallax (rotation
-        removed) against the keyframe that triggers a new keyframe; ``min_scale_path_m``: metric camera
-        path needed before a scale is reported."""
+        """``init_min_deg``: median triangulation angle the two-view start needs; ``keyframe_every``: frames
+        between keyframes at most (new views get features to triangulate later); ``triangulation_keyframes``:
+        earlier keyframes a new one triangulates against; ``local_map_frames``: map points not seen for this
+        many frames are not searched; ``scale_window``/``scale_baseline_frames``/``min_scale_path_m``: see
+        :func:`estimate_scale`."""
         self._initial = np.eye(4) if initial_pose is None else check_rigid_matrices(initial_pose, "initial_pose")
         # Triangulated depth from short baselines is noisier than sensor depth: a wider PnP gate.
-        self._tracker = FeatureTracker(num_features=num_features, min_inliers=min_inliers, pnp_threshold_px=4.0)
-        self.init_min_parallax = float(init_min_parallax)
-        self.keyframe_inlier_ratio = float(keyframe_inlier_ratio)
+        self._tracker = FeatureTracker(num_features=num_features, min_inliers=min_inliers, pnp_threshold_px=3.0)
+        self.init_min_deg = float(init_min_deg)
         self.min_triangulation_deg = float(min_triangulation_deg)
         self.keyframe_parallax_deg = float(keyframe_parallax_deg)
+        self.keyframe_every = int(keyframe_every)
+        self.triangulation_keyframes = int(triangulation_keyframes)
+        self.local_map_frames = int(local_map_frames)
         self.reinit_after = int(reinit_after)
         self.scale_window = int(scale_window)
         self.scale_baseline_frames = int(scale_baseline_frames)
         self.min_scale_path_m = float(min_scale_path_m)
-        self.map = SparseMap(max_map_points)
+        self.max_map_points = int(max_map_points)
         self.reset()
 
     def reset(self, initial_pose: np.ndarray | None = None) -> None:
-        """Forget map, keyframe, scale and pose; the next frame starts initialisation at ``initial_pose``."""
+        """Forget map, keyframes, scale and pose; the next frame starts initialisation at ``initial_pose``."""
         if initial_pose is not None:
             self._initial = check_rigid_matrices(initial_pose, "initial_pose")
         self._restart(self._initial)
 
     @property
     def scale(self) -> float | None:
-        """Metres per VO unit, or None while unknown."""
+        """Metres per VO unit, or None while unknown (or not observable).
+
+        From ``metric_points_cam`` (hand points, metric from intrinsics + hand size) by
+        :func:`estimate_scale`: while a hand rests in the world, its metric camera-frame motion equals
+        the camera's translation. Limits, stated plainly:
+        - it needs the camera to translate well beyond the hand's own jitter and fit error; a head that
+          mostly rotates gives no scale. On the synthetic sequences (5–15 cm of camera path in 5 s,
+          ≈ 3–10 mm per 1/3 s against ≥ 3 mm hand tremor, both hands reaching most of the time) the
+          estimate was 17–85 % off, so the observability gate withholds it there: ``metric`` stays False;
+        - hand motion correlated with head motion (following one's own hand) biases it;
+        - the map's scale drifts slowly along keyframes; the estimator sees that only through its window;
+        - when the estimate changes, earlier published poses are not revised."""
         return self._scale
 
     def map_points(self) -> np.ndarray:
         """(N, 3) float32 sparse map in the world frame (metres once the scale is known)."""
-        pts = self.map.points(self._scale or 1.0).astype(np.float64)
-        return transform_points(self._anchor, pts).astype(np.float32) if len(pts) else pts.astype(np.float32)
+        pts = self._map.points * (self._scale or 1.0)
+        return transform_points(self._anchor, pts).astype(np.float32) if len(pts) else np.zeros((0, 3), np.float32)
+
+    def map_colors(self) -> np.ndarray:
+        """(N, 3) uint8 colours of :meth:`map_points`."""
+        return self._map.colors.copy()
 
     def track(
         self,
@@ -494,44 +556,46 @@ class MonocularOdometry:
         gray = _gray(image_rgb)
         pixels, descriptors = self._tracker.detect(gray, _check_mask(mask, gray.shape))
         colors = _sample_colors(image_rgb, pixels)
-        if self._keyframe is None:
+        self._frame += 1
+        if not self._keyframes:
             return self._initialise(pixels, descriptors, colors, camera, stamp_ns)
-        kf = self._keyframe
-        qi, ti = self._tracker.match(descriptors, kf.descriptors)
-        known = np.all(np.isfinite(kf.points[ti]), axis=1)
-        pose, inl = self._tracker.solve_pnp(kf.points[ti[known]], pixels[qi[known]], camera, self._vo_pose)
+        pose, feat, ids = self._locate(pixels, descriptors, camera)
         if pose is None:
             self._failures += 1
-            status = f"lost: {len(qi)} matches, too few PnP inliers"
+            status = f"lost: too few PnP inliers against {self._local_count} local map points"
             if self._failures >= self.reinit_after:
                 self._restart(self._output_pose())
                 status += "; re-initialising from the last pose (map and scale forgotten)"
             return self._result(False, 0, status, stamp_ns)
         self._failures = 0
+        self._velocity = inverse_matrices(self._vo_pose) @ pose
         self._vo_pose = pose
+        self._map.last_seen[ids] = self._frame
         self._add_scale_sample(metric_points_cam)
-        kf.best_inliers = max(kf.best_inliers, len(inl))
         made = False
-        parallax = _translation_parallax(camera, pixels[qi], kf.pixels[ti], inverse_matrices(pose) @ kf.T_world_camera)
-        weak = len(inl) < max(2 * self._tracker.min_inliers, self.keyframe_inlier_ratio * kf.best_inliers)
-        # Enough parallax to triangulate new points is also a reason: waiting until the inliers run
-        # out can leave too little parallax, or too few tracked points, to replace the keyframe.
-        if weak or parallax >= np.radians(self.keyframe_parallax_deg):
-            tracked = np.flatnonzero(known)[inl]
-            made = self._new_keyframe(pixels, descriptors, colors, camera, qi, ti, tracked)
-        return self._result(True, len(inl), "tracking", stamp_ns, keyframe=made)
+        if self._wants_keyframe(pose, ids):
+            point_ids = np.full(len(pixels), -1, np.int64)
+            point_ids[feat] = ids
+            self._add_keyframe(_MonoKeyframe(pixels, descriptors, colors, pose.copy(), point_ids), camera)
+            made = True
+        return self._result(True, len(ids), "tracking", stamp_ns, keyframe=made)
 
     # ------------------------------------------------------------------ internals
 
     def _restart(self, anchor: np.ndarray) -> None:
         self._anchor = anchor.copy()  # output pose of the VO frame's origin (metric)
-        self._keyframe: _Keyframe | None = None
-        self._reference: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._map = _PointStore(self.max_map_points)
+        self._keyframes: list[_MonoKeyframe] = []
+        self._reference: _MonoKeyframe | None = None
         self._vo_pose = np.eye(4)
+        self._velocity = np.eye(4)
         self._scale: float | None = None
         self._samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._failures = 0
-        self.map.clear()
+        self._frame = 0
+        self._keyframe_frame = 0
+        self._keyframe_inliers = 0
+        self._local_count = 0
 
     def _gate(self, camera: PinholeCamera) -> float:
         """The PnP reprojection threshold in normalised units, reused to accept triangulated points."""
@@ -551,20 +615,21 @@ class MonocularOdometry:
     def _initialise(
         self, pixels: np.ndarray, descriptors: np.ndarray, colors: np.ndarray, camera: PinholeCamera, stamp_ns: int
     ) -> OdometryResult:
-        """Two-view start: wait for enough parallax against the reference frame, then E → R, t → points."""
+        """Two-view start against a reference frame: E → R, t → points, once the rays meet at a wide enough angle.
+
+        The angle is measured on the triangulated points, so rotation (which moves features but gives no
+        depth) does not count as parallax."""
         need = 2 * self._tracker.min_inliers
-        if self._reference is None or len(self._reference[0]) < need:
-            self._reference = (pixels, descriptors, colors)
+        ref = self._reference
+        if ref is None or len(ref.pixels) < need:
+            self._reference = _MonoKeyframe(pixels, descriptors, colors, np.eye(4), np.full(len(pixels), -1))
             return self._result(False, 0, "initialising: reference frame set", stamp_ns)
-        ref_px, ref_desc, _ = self._reference
-        qi, ti = self._tracker.match(descriptors, ref_desc)
+        qi, ti = self._tracker.match(descriptors, ref.descriptors)
         if len(qi) < need:
-            self._reference = (pixels, descriptors, colors)
+            self._reference = _MonoKeyframe(pixels, descriptors, colors, np.eye(4), np.full(len(pixels), -1))
             return self._result(False, 0, "initialising: too few matches, new reference frame", stamp_ns)
         x_cur = camera.undistort_points(pixels[qi])
-        x_ref = camera.undistort_points(ref_px[ti])
-        if np.median(np.linalg.norm(x_cur - x_ref, axis=1)) < self.init_min_parallax:
-            return self._result(False, 0, "initialising: waiting for parallax", stamp_ns)
+        x_ref = camera.undistort_points(ref.pixels[ti])
         E, inlier_mask = cv2.findEssentialMat(
             x_ref, x_cur, np.eye(3), method=cv2.RANSAC, prob=0.999, threshold=1.0 / max(camera.fx, camera.fy)
         )
@@ -576,43 +641,102 @@ class MonocularOdometry:
         pose = inverse_matrices(T_cur_ref)
         points, valid = triangulate(np.eye(4), pose, x_ref, x_cur, self.min_triangulation_deg, self._gate(camera))
         valid &= inlier_mask.reshape(-1) > 0
-        if valid.sum() < need:
-            return self._result(False, 0, f"initialising: only {int(valid.sum())} points triangulated", stamp_ns)
-        self._vo_pose = pose
-        kf_points = np.full((len(pixels), 3), np.nan)
-        kf_points[qi[valid]] = points[valid]
-        self._keyframe = _Keyframe(pixels, descriptors, kf_points, pose, colors)
-        self.map.add(points[valid], colors[qi[valid]])
+        angle = np.degrees(np.median(_ray_angles(np.zeros(3), pose[:3, 3], points[valid]))) if valid.any() else 0.0
+        if valid.sum() < need or angle < self.init_min_deg:
+            return self._result(False, 0, f"initialising: {int(valid.sum())} points, parallax {angle:.2f}°", stamp_ns)
+        ids = np.arange(int(valid.sum()))
+        self._map.add(points[valid], descriptors[qi[valid]], colors[qi[valid]], self._frame)
+        ref.point_ids[ti[valid]] = ids
+        current = _MonoKeyframe(pixels, descriptors, colors, pose, np.full(len(pixels), -1, np.int64))
+        current.point_ids[qi[valid]] = ids
+        self._keyframes = [ref, current]
         self._reference = None
-        return self._result(True, int(valid.sum()), "initialised", stamp_ns, keyframe=True)
+        self._vo_pose = pose
+        self._keyframe_frame, self._keyframe_inliers = self._frame, len(ids)
+        return self._result(True, len(ids), "initialised", stamp_ns, keyframe=True)
 
-    def _new_keyframe(
+    def _locate(
+        self, pixels: np.ndarray, descriptors: np.ndarray, camera: PinholeCamera
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """Pose of the frame and its (feature index, map point id) inliers; the pose is None when lost."""
+        local = np.flatnonzero(self._map.last_seen >= self._frame - self.local_map_frames)
+        self._local_count = len(local)
+        tree = cKDTree(pixels)
+        guess = self._vo_pose @ self._velocity
+        pose, feat, ids = self._pnp_by_projection(tree, descriptors, local, camera, guess, 15.0)
+        if pose is None:  # the motion prior failed: match by descriptor against the whole local map
+            qi, mi = self._tracker.match(descriptors, self._map.descriptors[local])
+            pose, _ = self._tracker.solve_pnp(self._map.points[local[mi]], pixels[qi], camera, self._vo_pose)
+            if pose is None:
+                return None, feat, ids
+        # Around the solved pose every visible local point can be found; more inliers, better pose.
+        return self._pnp_by_projection(tree, descriptors, local, camera, pose, 4.0)
+
+    def _pnp_by_projection(
         self,
-        pixels: np.ndarray,
+        tree: cKDTree,
         descriptors: np.ndarray,
-        colors: np.ndarray,
+        local: np.ndarray,
         camera: PinholeCamera,
-        qi: np.ndarray,
-        ti: np.ndarray,
-        tracked: np.ndarray,
-    ) -> bool:
-        """Make this frame the keyframe: carry the PnP-inlier points, triangulate the unknown matches."""
-        kf = self._keyframe
-        points = np.full((len(pixels), 3), np.nan)
-        points[qi[tracked]] = kf.points[ti[tracked]]
-        fresh = ~np.all(np.isfinite(kf.points[ti]), axis=1)
-        x_kf = camera.undistort_points(kf.pixels[ti[fresh]])
-        x_cur = camera.undistort_points(pixels[qi[fresh]])
-        new_pts, valid = triangulate(
-            kf.T_world_camera, self._vo_pose, x_kf, x_cur, self.min_triangulation_deg, self._gate(camera)
+        guess: np.ndarray,
+        radius_px: float,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """Project the local map with ``guess``, match within ``radius_px`` and solve PnP."""
+        projected = camera.project(transform_points(inverse_matrices(guess), self._map.points[local]))
+        inside = np.all(np.isfinite(projected), 1)
+        inside &= (projected[:, 0] >= 0) & (projected[:, 0] < camera.width)
+        inside &= (projected[:, 1] >= 0) & (projected[:, 1] < camera.height)
+        candidates = local[inside]
+        feat, mi = _match_by_projection(
+            tree, descriptors, projected[inside], self._map.descriptors[candidates], radius_px
         )
-        rows = qi[fresh][valid]
-        points[rows] = new_pts[valid]
-        if np.all(np.isfinite(points), axis=1).sum() < 2 * self._tracker.min_inliers:
-            return False
-        self.map.add(new_pts[valid], colors[rows])
-        self._keyframe = _Keyframe(pixels, descriptors, points, self._vo_pose.copy(), colors)
-        return True
+        ids = candidates[mi]
+        pose, inl = self._tracker.solve_pnp(self._map.points[ids], tree.data[feat], camera, guess)
+        return pose, feat[inl], ids[inl]
+
+    def _wants_keyframe(self, pose: np.ndarray, ids: np.ndarray) -> bool:
+        """A keyframe when enough translation parallax has built up, the inliers drop, or time has passed."""
+        kf = self._keyframes[-1]
+        parallax = np.median(_ray_angles(kf.T_world_camera[:3, 3], pose[:3, 3], self._map.points[ids]))
+        return bool(
+            parallax >= np.radians(self.keyframe_parallax_deg)
+            or len(ids) < 0.6 * self._keyframe_inliers
+            or len(ids) < 2 * self._tracker.min_inliers
+            or self._frame - self._keyframe_frame >= self.keyframe_every
+        )
+
+    def _add_keyframe(self, new: _MonoKeyframe, camera: PinholeCamera) -> None:
+        """Triangulate ``new``'s unmapped features against recent keyframes' unmapped ones; keep it as a keyframe."""
+        x_new = camera.undistort_points(new.pixels)
+        for old in self._keyframes[::-1][: self.triangulation_keyframes]:
+            free_new = np.flatnonzero(new.point_ids < 0)
+            free_old = np.flatnonzero(old.point_ids < 0)
+            qi, ti = self._tracker.match(new.descriptors[free_new], old.descriptors[free_old])
+            if not len(qi):
+                continue
+            qi, ti = free_new[qi], free_old[ti]
+            points, valid = triangulate(
+                old.T_world_camera,
+                new.T_world_camera,
+                camera.undistort_points(old.pixels[ti]),
+                x_new[qi],
+                self.min_triangulation_deg,
+                self._gate(camera),
+            )
+            if not valid.any():
+                continue
+            qi, ti = qi[valid], ti[valid]
+            first_id = len(self._map.points)
+            dropped = self._map.add(points[valid], new.descriptors[qi], new.colors[qi], self._frame)
+            new_ids = np.arange(first_id, first_id + len(qi))
+            new.point_ids[qi] = new_ids
+            old.point_ids[ti] = new_ids
+            if dropped:
+                for kf in (*self._keyframes, new):
+                    kf.point_ids = np.where(kf.point_ids >= dropped, kf.point_ids - dropped, -1)
+        self._keyframes = [*self._keyframes[-self.triangulation_keyframes :], new]
+        self._keyframe_frame = self._frame
+        self._keyframe_inliers = int(np.sum(new.point_ids >= 0))
 
     def _add_scale_sample(self, metric_points_cam: np.ndarray | None) -> None:
         if metric_points_cam is None:
