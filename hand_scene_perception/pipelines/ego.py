@@ -251,6 +251,10 @@ class EgoPipeline:
             odometry = self._mono.track(image, frame.camera, frame.stamp_ns, mask | previous_mask, hand_points)
         if odometry.ok and odometry.metric:
             self._pose = odometry.T_world_camera
+        elif odometry.ok:
+            # Scale still unknown (monocular): the rotation is scale-free, the position waits for a scale.
+            self._pose = self._pose.copy()
+            self._pose[:3, :3] = odometry.T_world_camera[:3, :3]
         self._last_mask = mask
         timings["odometry"] = 1e3 * (self._clock() - mark)
 
