@@ -142,3 +142,18 @@ def test_temporal_filter_keeps_hands_smooth(run, frames):
         truths.append(truth.joints_world @ world_from_truth[:3, :3].T + world_from_truth[:3, 3])
     # 2 px landmark noise unfiltered gives about 10 mm/frame²; the filter must bring it near the target (3)
     assert metrics.acc_err_mm(np.array(estimates), np.array(truths)) < 4.0
+
+
+def test_rgb_only_places_hands_from_intrinsics_and_builds_no_dense_map(frames):
+    detector = OracleDetector(noise_px=2.0)
+    errors = []
+    with EgoPipeline(detector=detector) as pipeline:
+        for frame in frames:
+            detector.frame = frame
+            result = pipeline.process(EgoFrame(frame.rgb, frame.camera, stamp_ns(frame), None))
+            for hand in result.hands:
+                errors.append(metrics.mpjpe_mm(hand.camera.joints, _nearest_truth(hand, frame).joints_cam))
+            np.testing.assert_allclose(result.T_world_camera[:3, :3] @ result.T_world_camera[:3, :3].T, np.eye(3),
+                                       atol=1e-9)
+        assert len(pipeline.map) == 0 and result.map_points_added == 0
+    assert len(errors) > 30 and np.mean(errors) < 15.0
