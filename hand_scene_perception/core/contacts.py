@@ -1,10 +1,11 @@
 """Hand–scene contacts: which parts of a posed hand mesh touch (or sink into) the scene map.
 
 Each hand vertex belongs to a region (palm, one of the five fingertips, or the rest of the
-fingers), fixed once per model from its rest pose. A frame's contacts are found by cropping the
-map to the hand's bounding box, indexing the crop with a k-d tree and measuring each vertex's
-signed distance along the nearest map point's normal (positive: gap, negative: penetration);
-each region reports its closest vertex when that is within the threshold.
+fingers), fixed once per model from its rest pose. A frame's contacts are found by taking the map
+points near the hand (from a :class:`VoxelMap` by direct voxel-key lookups around the vertices, or
+by cropping given arrays to the hand's bounding box), indexing them with a k-d tree and measuring
+each vertex's signed distance along the nearest map point's normal (positive: gap, negative:
+penetration); each region reports its closest vertex when that is within the threshold.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from scipy.spatial import cKDTree
 
 from .hand_model.base import HandModel
 from .hand_model.side import HandSide
+from .mapping import VoxelMap
 
 REGIONS: tuple[str, ...] = ("palm", "thumb_tip", "index_tip", "middle_tip", "ring_tip", "pinky_tip", "finger")
 _TIP_JOINTS = (4, 8, 12, 16, 20)
@@ -24,6 +26,8 @@ _TIP_RADIUS_M = 0.012
 # Bones (joint pairs, DESIGN.md §3 order) that make up the palm; all other bones are fingers.
 _PALM_BONES = ((0, 1), (0, 5), (0, 9), (0, 13), (0, 17), (5, 9), (9, 13), (13, 17), (1, 5))
 _FINGER_BONES = tuple((a, a + 1) for base in (1, 5, 9, 13, 17) for a in range(base, base + 3))
+_THRESHOLD_M = 0.01
+_MAX_PENETRATION_M = 0.03
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,8 @@ def find_contacts(
     map_normals: np.ndarray,
     *,
     regions: np.ndarray,
-    threshold_m: float = 0.01,
-    max_penetration_m: float = 0.03,
+    threshold_m: float = _THRESHOLD_M,
+    max_penetration_m: float = _MAX_PENETRATION_M,
 ) -> list[Contact]:
     """Contacts of one hand with the map: at most one per region (its vertex of least signed distance).
 
@@ -122,3 +126,22 @@ def find_contacts(
             )
         )
     return contacts
+
+
+def find_map_contacts(
+    hand_vertices_world: np.ndarray,
+    hand_side: HandSide | str,
+    track_id: int,
+    voxel_map: VoxelMap,
+    *,
+    regions: np.ndarray,
+    threshold_m: float = _THRESHOLD_M,
+    max_penetration_m: float = _MAX_PENETRATION_M,
+) -> list[Contact]:
+    """:func:`find_contacts` against a voxel map, reading only the voxels near the hand (no full-map copy
+    or scan, so its cost does not grow with the map)."""
+    points, normals = voxel_map.near(hand_vertices_world, max(threshold_m, max_penetration_m))
+    return find_contacts(
+        hand_vertices_world, hand_side, track_id, points, normals,
+        regions=regions, threshold_m=threshold_m, max_penetration_m=max_penetration_m,
+    )

@@ -1,10 +1,14 @@
 """Coloured voxel map of the scene in the world frame, with bounded memory.
 
-Each voxel keeps the running mean of the points that fell into it (position, colour, surface
-normal) and its hit count; when more than ``max_voxels`` exist, the least recently seen ones are
-evicted. Everything is vectorised: a frame's points are reduced per voxel with ``np.unique`` and
-``np.bincount``, and voxels are found through a sorted array of 63-bit integer keys
-(``np.searchsorted``), so a 640x480 frame at stride 2 integrates in a few milliseconds.
+Each voxel keeps the running mean of the points that fell into it (position, surface normal,
+colour) and its hit count; when more than ``max_voxels`` exist, the least recently seen ones are
+evicted in bulk. Voxels live in dense arrays (rows ``0..len-1``) found through an open-addressing
+hash table of 63-bit integer keys, probed for a whole frame at once with numpy (linear probing;
+a frame's new keys claim empty slots by scatter-then-read-back, so duplicates within the frame
+merge on their own and nothing is sorted). A frame's points are averaged per voxel with one sparse
+product, then blended into their voxels; eviction fills the freed rows from the tail and leaves
+tombstones that the next table rebuild drops. A 640x480 frame at stride 2 integrates in a few
+milliseconds whatever the map's size.
 
 Normals come for free from the depth image: the cross product of the back-projected neighbours
 along u and v, oriented toward the camera (the free-space side), which is what contact distances
@@ -13,7 +17,11 @@ are signed against.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
+import scipy.sparse
 
 from .camera import PinholeCamera
 
@@ -21,8 +29,17 @@ _KEY_BITS = 21
 _KEY_OFFSET = 1 << (_KEY_BITS - 1)  # voxel indices in [-2^20, 2^20) ≈ ±10 km at 1 cm
 # Hits beyond this stop lowering the weight of new observations, so the map can still follow change.
 _MAX_WEIGHT = 64.0
-# Evict down to this fraction of max_voxels so eviction (a sort) runs rarely, not every frame.
+# Evict down to this fraction of max_voxels so eviction (a partition) runs rarely, not every frame.
 _EVICT_TO = 0.9
+_EMPTY, _TOMBSTONE = -1, -2  # hash-table key markers (real keys are >= 0)
+_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: 2^64 / golden ratio
+# Used slots (live + tombstones + a frame's possible new keys) stay under this fraction of the table.
+_MAX_LOAD = 0.5
+# A rebuilt table fits this many times the keys expected then, so rebuilds (growth, tombstone purges) are rare.
+_HEADROOM = 1.5
+_MIN_TABLE_BITS = 12
+# Columns of the per-voxel data rows.
+_POS, _NRM, _COL = slice(0, 3), slice(3, 6), slice(6, 9)
 
 
 class VoxelMap:
@@ -40,34 +57,60 @@ class VoxelMap:
 
     def clear(self) -> None:
         """Remove every voxel."""
-        self._keys = np.zeros(0, np.int64)  # sorted; the data arrays below follow this order
-        self._pos = np.zeros((0, 3), np.float32)
-        self._col = np.zeros((0, 3), np.float32)
-        self._nrm = np.zeros((0, 3), np.float32)
+        self._n = 0
+        self._keys = np.zeros(0, np.int64)  # per row: voxel key, its table slot, data, hits, last frame seen
+        self._slot = np.zeros(0, np.int64)
+        self._data = np.zeros((0, 9), np.float32)
         self._hits = np.zeros(0, np.int32)
-        self._seen = np.zeros(0, np.int64)
+        self._seen = np.zeros(0, np.int32)
+        self._scratch = np.zeros(0, np.int32)
+        self._table_key = np.full(1 << _MIN_TABLE_BITS, _EMPTY, np.int64)
+        self._table_row = np.zeros(1 << _MIN_TABLE_BITS, np.int32)
+        self._used = 0  # table slots holding a key or a tombstone
         self._frame = 0
+        self._cache: dict[str, np.ndarray] = {}
+        self._cache_version = -1
         self.version = 0  # bumped on every change, so consumers can cache derived structures
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._n
 
     def points(self) -> np.ndarray:
-        """(N, 3) float32 mean point of each voxel."""
-        return self._pos.copy()
+        """(N, 3) float32 mean point of each voxel (read-only; computed once per map version)."""
+        return self._cached("points", lambda: self._data[: self._n, _POS].copy())
 
     def colors(self) -> np.ndarray:
-        """(N, 3) uint8 mean colour of each voxel."""
-        return np.clip(np.round(self._col), 0, 255).astype(np.uint8)
+        """(N, 3) uint8 mean colour of each voxel (read-only; computed once per map version)."""
+        return self._cached("colors", lambda: np.clip(np.round(self._data[: self._n, _COL]), 0, 255).astype(np.uint8))
 
     def normals(self) -> np.ndarray:
-        """(N, 3) float32 unit mean normal of each voxel; zero where no normal was measured."""
-        norm = np.linalg.norm(self._nrm, axis=1, keepdims=True)
-        return np.where(norm > 1e-6, self._nrm / np.maximum(norm, 1e-6), 0).astype(np.float32)
+        """(N, 3) float32 unit mean normal of each voxel, zero where none was measured (read-only; computed
+        once per map version)."""
+        return self._cached("normals", lambda: _unit_rows(self._data[: self._n, _NRM]))
 
     def hits(self) -> np.ndarray:
-        """(N,) int32 number of frames that observed each voxel."""
-        return self._hits.copy()
+        """(N,) int32 number of frames that observed each voxel (read-only; computed once per map version)."""
+        return self._cached("hits", lambda: self._hits[: self._n].copy())
+
+    def near(self, points_world: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """Mean points (M, 3) and unit normals (M, 3), float32, of the voxels that may lie within ``radius_m``
+        of any of ``points_world`` (K, 3): a superset found by direct key lookups around the queries, never
+        by scanning the map."""
+        query = np.asarray(points_world, np.float64).reshape(-1, 3)
+        if not len(query) or not self._n:
+            return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+        # Blocks of `block` voxels per axis, at least the radius wide: every voxel within the radius of a
+        # query lies in the query's block or one of its 26 neighbours.
+        block = max(1, int(np.ceil(radius_m / self.voxel_size)))
+        cells = np.floor(query.T / self.voxel_size).astype(np.int64)
+        blocks = _key_cells(np.unique(_voxel_keys(np.floor_divide(cells, block))))
+        steps = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij")).reshape(3, 1, -1)
+        blocks = _key_cells(np.unique(_voxel_keys((blocks[:, :, None] + steps).reshape(3, -1))))
+        inner = np.stack(np.meshgrid(*[np.arange(block)] * 3, indexing="ij")).reshape(3, 1, -1)
+        keys = _voxel_keys((blocks[:, :, None] * block + inner).reshape(3, -1))
+        slots, _ = self._probe(keys[keys >= 0], insert=False)
+        rows = self._table_row[slots[slots >= 0]]
+        return self._data[rows, _POS], _unit_rows(self._data[rows, _NRM])
 
     def integrate(
         self,
@@ -88,9 +131,8 @@ class VoxelMap:
                 f" ({camera.height}, {camera.width})"
             )
         z = depth[::stride, ::stride]
-        rays = self._ray_grid(camera, stride)
-        cam_pts = rays * z[..., None]
-        normals = _grid_normals(cam_pts)
+        rays, pixels = self._ray_grid(camera, stride)
+        grid = rays * z  # (3, h, w) camera-frame points
         valid = (z > 0) & (z < self.max_depth_m)
         if mask_ignore is not None:
             valid &= ~np.asarray(mask_ignore, dtype=bool)[::stride, ::stride]
@@ -98,91 +140,269 @@ class VoxelMap:
         if not len(idx):
             return 0
         T = np.asarray(T_world_camera, dtype=np.float64)
-        rot = T[:3, :3].astype(np.float32)
-        pts = cam_pts.reshape(-1, 3)[idx] @ rot.T + T[:3, 3].astype(np.float32)
-        nrm = normals.reshape(-1, 3)[idx] @ rot.T
-        col = image[::stride, ::stride].reshape(-1, image.shape[2] if image.ndim == 3 else 1)[idx, :3]
-        self._merge(pts, np.broadcast_to(col, (len(idx), 3)).astype(np.float32), nrm)
+        rotate = np.zeros((6, 6), np.float32)  # points and normals in one product
+        rotate[:3, :3] = rotate[3:, 3:] = T[:3, :3]
+        local = np.take(np.concatenate([grid, _grid_normals(grid)]).reshape(6, -1), idx, axis=1)
+        world = rotate @ local  # (6, P): rows of positions, then normals
+        world[:3] += T[:3, 3, None].astype(np.float32)
+        colours = np.take(image.reshape(-1, image.shape[2] if image.ndim == 3 else 1), pixels[idx], axis=0)
+        values = np.empty((len(idx), 9), np.float32)
+        values[:, :6] = world.T
+        values[:, _COL] = colours[:, :3]
+        self._merge(world[:3], values)
         return len(idx)
 
     # ------------------------------------------------------------------ internals
 
-    def _ray_grid(self, camera: PinholeCamera, stride: int) -> np.ndarray:
-        """(h, w, 3) float32 z = 1 rays of the strided pixel grid, cached per camera and stride."""
+    def _cached(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if self._cache_version != self.version:
+            self._cache, self._cache_version = {}, self.version
+        if name not in self._cache:
+            array = compute()
+            array.setflags(write=False)
+            self._cache[name] = array
+        return self._cache[name]
+
+    def _ray_grid(self, camera: PinholeCamera, stride: int) -> tuple[np.ndarray, np.ndarray]:
+        """(3, h, w) float32 z = 1 rays of the strided pixel grid and the (h * w,) flat full-image index of
+        each of its pixels, cached per camera and stride."""
         key = (camera, stride)
         if key not in self._rays:
             u, v = np.meshgrid(np.arange(0, camera.width, stride), np.arange(0, camera.height, stride))
             rays = camera.unproject(np.stack([u, v], -1).astype(np.float64))
-            self._rays = {key: np.nan_to_num(rays, nan=0.0).astype(np.float32)}  # one camera at a time
+            rays = np.nan_to_num(rays, nan=0.0).astype(np.float32)
+            pixels = (v * camera.width + u).reshape(-1)
+            self._rays = {key: (np.ascontiguousarray(np.moveaxis(rays, -1, 0)), pixels)}  # one camera at a time
         return self._rays[key]
 
-    def _merge(self, pts: np.ndarray, col: np.ndarray, nrm: np.ndarray) -> None:
-        ijk = np.floor(pts * np.float32(1.0 / self.voxel_size)).astype(np.int64) + _KEY_OFFSET
-        if ijk.min() < 0 or ijk.max() >= 1 << _KEY_BITS:  # beyond ±10 km: rare, checked per point only then
-            inside = np.all((ijk >= 0) & (ijk < (1 << _KEY_BITS)), axis=1)
-            ijk, pts, col, nrm = ijk[inside], pts[inside], col[inside], nrm[inside]
-        keys = (ijk[:, 0] << (2 * _KEY_BITS)) | (ijk[:, 1] << _KEY_BITS) | ijk[:, 2]
-        ukeys, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-        inv = inverse.reshape(-1)
-        n = len(ukeys)
-
-        def per_voxel_mean(values: np.ndarray) -> np.ndarray:
-            sums = [np.bincount(inv, weights=values[:, c], minlength=n) for c in range(3)]
-            return (np.stack(sums, 1) / counts[:, None]).astype(np.float32)
-
-        f_pos, f_col = per_voxel_mean(pts), per_voxel_mean(col)
-        nrm = np.nan_to_num(nrm, nan=0.0)
-        f_nrm = per_voxel_mean(nrm)
-
+    def _merge(self, positions: np.ndarray, values: np.ndarray) -> None:
+        """Blend a frame's (P, 9) world points, normals and colours into their voxels; ``positions`` holds the
+        same points as (3, P) rows."""
+        keys = _voxel_keys(np.floor(positions * np.float32(1.0 / self.voxel_size)).astype(np.int64))
+        if keys.min() < 0:  # beyond ±10 km: rare
+            values, keys = values[keys >= 0], keys[keys >= 0]
+        if self._used + len(keys) > _MAX_LOAD * len(self._table_key):
+            self._rebuild_table(self._n + len(keys))
+        slots, claimed = self._probe(keys, insert=True)
+        if claimed.any():
+            self._add_rows(keys, slots, np.flatnonzero(claimed))
+        rows = self._table_row[slots]
+        # Frame mean per touched voxel: number the distinct rows 0..U-1, then one sparse sum.
+        first = _first_of_each(rows, self._scratch)
+        voxels = rows[first]
+        self._scratch[voxels] = np.arange(len(voxels), dtype=np.int32)
+        local = self._scratch[rows]
+        counts = np.bincount(local, minlength=len(voxels)).astype(np.float32)
+        members = scipy.sparse.csr_matrix(
+            (np.ones(len(rows), np.float32), local, np.arange(len(rows) + 1)), shape=(len(rows), len(voxels))
+        )
+        frame_mean = (members.T @ values) / counts[:, None]
+        # One frame counts as one observation of a voxel, weighted against the (capped) history.
+        w = np.minimum(self._hits[voxels], _MAX_WEIGHT).astype(np.float32)[:, None]
+        blended = np.take(self._data, voxels, axis=0)
+        blended *= w
+        blended += frame_mean
+        blended /= w + 1
+        rows_view = np.dtype((np.void, self._data.itemsize * self._data.shape[1]))
+        self._data.view(rows_view)[voxels, 0] = blended.view(rows_view)[:, 0]  # whole-row scatter: fast
         self._frame += 1
         self.version += 1
-        where = np.searchsorted(self._keys, ukeys)
-        found = where < len(self._keys)
-        found[found] = self._keys[where[found]] == ukeys[found]
-        old = where[found]
-        # One frame counts as one observation of a voxel, weighted against the (capped) history.
-        w = np.minimum(self._hits[old], _MAX_WEIGHT).astype(np.float32)[:, None]
-        for store, frame in ((self._pos, f_pos), (self._col, f_col), (self._nrm, f_nrm)):
-            store[old] = (store[old] * w + frame[found]) / (w + 1)
-        self._hits[old] += 1
-        self._seen[old] = self._frame
-
-        new = ~found
-        if new.any():
-            pos = where[new]
-            self._keys = np.insert(self._keys, pos, ukeys[new])
-            self._pos = np.insert(self._pos, pos, f_pos[new], axis=0)
-            self._col = np.insert(self._col, pos, f_col[new], axis=0)
-            self._nrm = np.insert(self._nrm, pos, f_nrm[new], axis=0)
-            self._hits = np.insert(self._hits, pos, 1)
-            self._seen = np.insert(self._seen, pos, self._frame)
-        if len(self._keys) > self.max_voxels:
+        self._hits[voxels] += 1
+        self._seen[voxels] = self._frame
+        if self._n > self.max_voxels:
             self._evict()
 
+    def _add_rows(self, keys: np.ndarray, slots: np.ndarray, claimed: np.ndarray) -> None:
+        """Give a row to each distinct key among the points that claimed a new table slot."""
+        new = claimed[_first_of_each(slots[claimed], self._table_row)]
+        start, end = self._n, self._n + len(new)
+        self._reserve(end)
+        self._table_row[slots[new]] = np.arange(start, end, dtype=np.int32)
+        self._keys[start:end] = keys[new]
+        self._slot[start:end] = slots[new]
+        self._hits[start:end] = 0
+        self._used += len(new)
+        self._n = end
+
+    def _reserve(self, rows: int) -> None:
+        """Grow the row arrays (geometrically) to hold at least ``rows`` rows."""
+        if rows <= len(self._keys):
+            return
+        size = max(rows, 2 * len(self._keys), 1024)
+        for name in ("_keys", "_slot", "_data", "_hits", "_seen", "_scratch"):
+            old = getattr(self, name)
+            grown = np.zeros((size, *old.shape[1:]), old.dtype)
+            grown[: len(old)] = old
+            setattr(self, name, grown)
+
+    def _rebuild_table(self, expected: int) -> None:
+        """Re-insert the live keys into a fresh table sized for ``expected`` keys (drops tombstones)."""
+        bits = max(_MIN_TABLE_BITS, int(np.ceil(np.log2(_HEADROOM * expected / _MAX_LOAD))))
+        self._table_key = np.full(1 << bits, _EMPTY, np.int64)
+        self._table_row = np.zeros(1 << bits, np.int32)
+        slots, _ = self._probe(self._keys[: self._n], insert=True)
+        self._table_row[slots] = np.arange(self._n, dtype=np.int32)
+        self._slot[: self._n] = slots
+        self._used = self._n
+
+    def _probe(self, keys: np.ndarray, insert: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Table slots of ``keys`` (-1 where absent), all probed at once, and which keys claimed a slot: with
+        ``insert``, absent keys take empty slots (so none stays absent)."""
+        mask = len(self._table_key) - 1
+        shift = np.uint64(64 - mask.bit_length())
+        found = np.full(len(keys), -1, np.int64)
+        claimed = np.zeros(len(keys), bool)
+        pending = np.arange(len(keys))
+        slot = ((keys.astype(np.uint64) * _HASH_MULTIPLIER) >> shift).astype(np.int64)
+        key = keys
+        while len(pending):
+            held = self._table_key[slot]
+            if insert:
+                free = held == _EMPTY
+                if free.any():
+                    # Claimants of one slot: the last write wins, the others (other keys) probe on.
+                    self._table_key[slot[free]] = key[free]
+                    held = self._table_key[slot]
+                    claimed[pending[free & (held == key)]] = True
+            hit = held == key
+            found[pending[hit]] = slot[hit]
+            go = ~hit if insert else ~hit & (held != _EMPTY)
+            pending, key, slot = pending[go], key[go], (slot[go] + 1) & mask
+        return found, claimed
+
     def _evict(self) -> None:
-        """Drop the least recently seen voxels down to a fraction of the budget (keeps key order)."""
-        keep_n = int(self.max_voxels * _EVICT_TO)
-        keep = np.zeros(len(self._keys), bool)
-        keep[np.argpartition(-self._seen, keep_n - 1)[:keep_n]] = True
-        for name in ("_keys", "_pos", "_col", "_nrm", "_hits", "_seen"):
-            setattr(self, name, getattr(self, name)[keep])
+        """Drop the least recently seen voxels down to a fraction of the budget; the tail fills the holes."""
+        keep = int(self.max_voxels * _EVICT_TO)
+        gone_rows = np.argpartition(self._seen[: self._n], self._n - keep - 1)[: self._n - keep]
+        self._table_key[self._slot[gone_rows]] = _TOMBSTONE
+        gone = np.zeros(self._n, bool)
+        gone[gone_rows] = True
+        holes = np.flatnonzero(gone[:keep])
+        movers = keep + np.flatnonzero(~gone[keep:])
+        for array in (self._keys, self._slot, self._data, self._hits, self._seen):
+            array[holes] = array[movers]
+        self._table_row[self._slot[holes]] = holes.astype(np.int32)
+        self._n = keep
+
+
+def _voxel_keys(cells: np.ndarray) -> np.ndarray:
+    """(N,) int64 keys of (3, N) integer voxel indices; -1 where an index is out of the key range."""
+    ijk = cells + _KEY_OFFSET
+    keys = (ijk[0] << (2 * _KEY_BITS)) | (ijk[1] << _KEY_BITS) | ijk[2]
+    if ijk.min() < 0 or ijk.max() >= 1 << _KEY_BITS:
+        keys[np.any((ijk < 0) | (ijk >= 1 << _KEY_BITS), axis=0)] = -1
+    return keys
+
+
+def _key_cells(keys: np.ndarray) -> np.ndarray:
+    """(3, N) integer voxel indices of (N,) keys from :func:`_voxel_keys` (the inverse)."""
+    low = (1 << _KEY_BITS) - 1
+    return np.stack([keys >> (2 * _KEY_BITS), (keys >> _KEY_BITS) & low, keys & low]) - _KEY_OFFSET
+
+
+def _first_of_each(ids: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """Positions of one occurrence of each distinct value in ``ids`` (indices into ``scratch``), found by
+    scattering positions into ``scratch`` (overwritten) and reading them back: no sort."""
+    order = np.arange(len(ids), dtype=np.int32)
+    scratch[ids] = order
+    return np.flatnonzero(scratch[ids] == order)
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 rows scaled to unit length; zero rows stay zero."""
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    norm = np.sqrt((vectors * vectors) @ np.ones(3, np.float32))
+    return vectors / np.where(norm > 1e-6, norm, np.inf)[:, None]
 
 
 def _grid_normals(points: np.ndarray) -> np.ndarray:
-    """(h, w, 3) unit normals of an organised point grid from central differences, facing the camera;
-    NaN on the border, at holes and across depth jumps (where neighbours belong to other surfaces)."""
-    out = np.full(points.shape, np.nan, np.float32)
-    du = points[1:-1, 2:] - points[1:-1, :-2]
-    dv = points[2:, 1:-1] - points[:-2, 1:-1]
-    n = np.cross(du, dv)
-    centre = points[1:-1, 1:-1]
-    z = centre[..., 2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # A neighbour step much longer than the pixel footprint means a depth discontinuity.
-        step = np.maximum(np.abs(du[..., 2]), np.abs(dv[..., 2]))
-        ok = (z > 0) & (points[1:-1, 2:, 2] > 0) & (points[1:-1, :-2, 2] > 0)
-        ok &= (points[2:, 1:-1, 2] > 0) & (points[:-2, 1:-1, 2] > 0) & (step < 0.1 * z)
-        n = n / np.linalg.norm(n, axis=-1, keepdims=True)
-    n = np.where(np.sum(n * centre, -1, keepdims=True) > 0, -n, n)
-    out[1:-1, 1:-1] = np.where(ok[..., None], n, np.nan)
+    """(3, h, w) float32 unit normals of an organised (3, h, w) point grid from central differences,
+    facing the camera; zero on the border, at holes and across depth jumps (where neighbours belong to
+    other surfaces)."""
+    du = points[:, 1:-1, 2:] - points[:, 1:-1, :-2]
+    dv = points[:, 2:, 1:-1] - points[:, :-2, 1:-1]
+    n = np.stack([du[1] * dv[2] - du[2] * dv[1], du[2] * dv[0] - du[0] * dv[2], du[0] * dv[1] - du[1] * dv[0]])
+    depth = points[2]
+    z = depth[1:-1, 1:-1]
+    # A neighbour step much longer than the pixel footprint means a depth discontinuity.
+    step = np.maximum(np.abs(du[2]), np.abs(dv[2]))
+    ok = (z > 0) & (depth[1:-1, 2:] > 0) & (depth[1:-1, :-2] > 0) & (depth[2:, 1:-1] > 0) & (depth[:-2, 1:-1] > 0)
+    ok &= step < 0.1 * z
+    norm = np.sqrt(np.einsum("khw,khw->hw", n, n))
+    facing = np.einsum("khw,khw->hw", n, points[:, 1:-1, 1:-1])
+    ok &= norm > 0
+    scale = np.where(facing > 0, np.float32(-1), np.float32(1)) / np.where(ok, norm, np.float32(1))
+    out = np.zeros(points.shape, np.float32)
+    out[:, 1:-1, 1:-1] = np.where(ok, n * scale, np.float32(0))
+    return out
+
+
+def _room_depth(camera: PinholeCamera, T_world_camera: np.ndarray, half_extent: np.ndarray) -> np.ndarray:
+    """(h, w) float32 depth of the inside of an axis-aligned box centred on the world origin."""
+    u, v = np.meshgrid(np.arange(camera.width), np.arange(camera.height))
+    rays = camera.unproject(np.stack([u, v], -1).astype(np.float64))
+    directions = rays @ T_world_camera[:3, :3].T
+    with np.errstate(divide="ignore"):
+        hits = (np.sign(directions) * half_extent - T_world_camera[:3, 3]) / directions
+    return np.min(np.where(hits > 0, hits, np.inf), axis=-1).astype(np.float32)
+
+
+def benchmark_map(frames: int = 60, max_voxels: int = 500_000) -> dict[str, float]:
+    """Median milliseconds per 640x480 stride-2 integrate on a small map and on a full ``max_voxels`` map
+    (a camera panning inside a 5 x 3 x 5 m room, 1 cm voxels), per contact query of a hand-sized
+    vertex cloud touching a wall (through :meth:`VoxelMap.near` and through full-map arrays), and per
+    ``points()``/``normals()`` snapshot."""
+    from .contacts import find_contacts, find_map_contacts  # the contacts module builds on this one
+
+    camera = PinholeCamera.from_intrinsics(fx=525.0, fy=525.0, cx=319.5, cy=239.5, width=640, height=480)
+    half = np.array([2.5, 1.5, 2.5])
+    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+
+    def pose(yaw: float) -> np.ndarray:
+        T = np.eye(4)
+        c, s = np.cos(yaw), np.sin(yaw)
+        T[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        T[:3, 3] = [0.3 * np.sin(yaw), 0.2, 0.3 * np.cos(yaw)]
+        return T
+
+    def median_ms(run: Callable[[int], object], count: int) -> float:
+        times = []
+        for k in range(count):
+            start = time.perf_counter()
+            run(k)
+            times.append(time.perf_counter() - start)
+        return 1e3 * float(np.median(times))
+
+    def pan(vmap: VoxelMap, yaw0: float) -> Callable[[int], object]:
+        views = [(pose(yaw0 + 0.01 * k), _room_depth(camera, pose(yaw0 + 0.01 * k), half)) for k in range(frames)]
+        return lambda k: vmap.integrate(views[k][1], image, camera, views[k][0])
+
+    small = VoxelMap(0.01, max_voxels)
+    out = {"integrate_small_ms": median_ms(pan(small, 0.0), frames), "small_voxels": float(len(small))}
+    full = VoxelMap(0.01, max_voxels)
+    yaw = 0.0
+    for _ in range(200):  # a bounded fill: the room holds about 1.1M voxels
+        if len(full) >= _EVICT_TO * max_voxels:
+            break
+        yaw += 0.4
+        full.integrate(_room_depth(camera, pose(yaw), half), image, camera, pose(yaw))
+    out["integrate_full_ms"] = median_ms(pan(full, yaw), frames)
+    out["full_voxels"] = float(len(full))
+
+    T = pose(yaw + 0.01 * frames)
+    wall = T[:3, 3] + float(_room_depth(camera, T, half)[240, 320]) * T[:3, 2]
+    rng = np.random.default_rng(1)
+    hand = wall - 0.02 * T[:3, 2] + (rng.uniform(-1, 1, (778, 3)) * [0.09, 0.04, 0.015]) @ T[:3, :3].T
+    regions = np.arange(778) % 7
+    out["contacts_near_ms"] = median_ms(lambda _: find_map_contacts(hand, "right", 0, full, regions=regions), 20)
+    out["contacts_arrays_ms"] = median_ms(
+        lambda _: find_contacts(hand, "right", 0, full.points(), full.normals(), regions=regions), 20
+    )
+    out["contacts_found"] = float(len(find_map_contacts(hand, "right", 0, full, regions=regions)))
+
+    def snapshot(_: int) -> None:
+        full.version += 1  # as after an integrate: the cached arrays are recomputed
+        full.points(), full.normals()
+
+    out["points_normals_ms"] = median_ms(snapshot, 10)
     return out

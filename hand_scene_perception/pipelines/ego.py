@@ -31,7 +31,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..core.camera import PinholeCamera
-from ..core.contacts import Contact, find_contacts, hand_regions
+from ..core.contacts import Contact, find_map_contacts, hand_regions
 from ..core.depth import aligned_depth_metres
 from ..core.detections import HandDetection
 from ..core.filters import OneEuroParams
@@ -385,12 +385,11 @@ class EgoPipeline:
         )
 
     def _contacts(self, hands: list[EgoHand]) -> list[Contact]:
-        """Contacts of every hand mesh with the voxel map."""
-        points, normals = self.map.points(), self.map.normals()
+        """Contacts of every hand mesh with the voxel map (looked up around each hand, not over the whole map)."""
         contacts: list[Contact] = []
         for hand in hands:
-            contacts += find_contacts(hand.world.vertices, hand.side, hand.track_id, points, normals,
-                                      regions=self._regions[hand.side], threshold_m=self.config.contact_threshold_m)
+            contacts += find_map_contacts(hand.world.vertices, hand.side, hand.track_id, self.map,
+                                          regions=self._regions[hand.side], threshold_m=self.config.contact_threshold_m)
         return contacts
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hand_scene_perception.core.contacts import REGIONS, find_contacts, hand_regions
+from hand_scene_perception.core.camera import PinholeCamera
+from hand_scene_perception.core.contacts import REGIONS, find_contacts, find_map_contacts, hand_regions
 from hand_scene_perception.core.hand_model.factory import create_hand_model
 from hand_scene_perception.core.hand_model.side import HandSide
+from hand_scene_perception.core.mapping import VoxelMap
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +70,30 @@ def test_large_map_and_unknown_normals(hand: tuple[np.ndarray, np.ndarray]) -> N
     contacts = find_contacts(verts, "left", 0, cloud, np.zeros_like(cloud), regions=regions)
     assert contacts and all(0 < c.distance <= 0.01 for c in contacts)  # fallback normal: point → vertex
     assert all(np.isclose(np.linalg.norm(c.normal), 1.0) for c in contacts)
+
+
+def _wall_map(x: float) -> VoxelMap:
+    """A voxel map of the plane x = const, seen by a camera looking along +x from 0.5 m away."""
+    camera = PinholeCamera.from_intrinsics(fx=200.0, fy=200.0, cx=79.5, cy=59.5, width=160, height=120)
+    pose = np.eye(4)
+    pose[:3, :3] = [[0, 0, 1], [1, 0, 0], [0, 1, 0]]  # camera z → world x
+    pose[0, 3] = x - 0.5
+    vmap = VoxelMap(voxel_size=0.005)
+    vmap.integrate(np.full((120, 160), 0.5, np.float32), np.zeros((120, 160, 3), np.uint8), camera, pose, stride=1)
+    return vmap
+
+
+@pytest.mark.parametrize("gap", [-0.004, 0.0, 0.006, 0.2])
+def test_map_lookup_matches_full_arrays(hand: tuple[np.ndarray, np.ndarray], gap: float) -> None:
+    """Contacts through the voxel-key lookup equal those against the whole map's arrays (near and far)."""
+    verts, regions = hand
+    vmap = _wall_map(verts[:, 0].max() + gap)
+    by_lookup = find_map_contacts(verts, "right", 3, vmap, regions=regions)
+    by_arrays = find_contacts(verts, "right", 3, vmap.points(), vmap.normals(), regions=regions)
+    assert [(c.region, c.vertex_index) for c in by_lookup] == [(c.region, c.vertex_index) for c in by_arrays]
+    for a, b in zip(by_lookup, by_arrays, strict=True):
+        np.testing.assert_allclose(a.point, b.point)
+        assert a.distance == pytest.approx(b.distance)
+    assert bool(by_lookup) == (gap < 0.05)
+    if by_lookup:
+        np.testing.assert_allclose(by_lookup[0].normal, [-1, 0, 0], atol=1e-3)
