@@ -15,14 +15,19 @@ Method (chosen for speed and robustness, numpy only):
    converges in a few iterations from step 1; it is several times cheaper than a generic
    ``scipy.optimize.least_squares`` call with the same robust loss, which matters at 30 FPS per hand.
 3. **Depth** (optional, aligned to the colour image, metres, NaN/0/inf holes allowed): the depth sampled
-   at the palm joints (wrist, thumb CMC, the four MCPs: fingers curl over and hide their own joints, the
-   palm's joints stay visible) is compared with where the skin over each joint should appear. A joint
+   at the four finger MCPs (fingers curl over and hide their own joints, the knuckles stay visible; the
+   wrist and thumb CMC are left out because a detector's wrist and CMC landmarks sit at other anatomical
+   points than a hand model's joints: MediaPipe's wrist lies up to ~4 cm further up the forearm, which put
+   the sampled skin centimetres off) is compared with where the skin over each joint should appear. A joint
    centre lies under the skin by a known anatomical depth, deeper on the palmar than on the dorsal side
    (``SKIN_DEPTH_M``); seen at an angle to the palm's normal, the viewing ray meets the skin that much
-   earlier divided by the cosine of the angle. The robust ratio of measured to predicted skin depth
-   (median, then MAD outlier rejection, so an object in front of a few joints does not drag the hand)
-   scales the whole hand about the camera centre: reprojections stay exactly as they were while the metric
-   distance (and so the hand's true size) comes from the sensor.
+   earlier divided by the cosine of the angle. Seen nearly edge-on, the ray grazes the hand's side or a
+   neighbouring finger instead: it meets skin about ``EDGE_ON_SKIN_DEPTH_M`` before the joint, a coarse
+   estimate (±``EDGE_ON_SCALE_TOLERANCE``) that only bounds the scale: still far better than no depth, as
+   the detector's metric hand size alone is off by up to ±25 %. The robust ratio
+   of measured to predicted skin depth (median, then MAD outlier rejection, so an object in front of a
+   knuckle does not drag the hand) scales the whole hand about the camera centre: reprojections stay
+   exactly as they were while the metric distance (and so the hand's true size) comes from the sensor.
 """
 
 from __future__ import annotations
@@ -40,17 +45,21 @@ _MAX_LM_ITERATIONS = 30
 _STEP_TOL = 1e-10
 # stop once an iteration lowers the robust cost by less than this fraction (well below pixel noise)
 _COST_RTOL = 1e-6
-_MIN_DEPTH_SAMPLES = 3
-# Palm joints used with depth (product order) and how deep each joint centre lies under the dorsal /
-# palmar skin, metres (adult hand; wrist, thumb CMC, index/middle/ring/pinky MCP).
-PALM_JOINTS = (0, 1, 5, 9, 13, 17)
+_MIN_DEPTH_SAMPLES = 2
+# Joints used with depth (product order: index/middle/ring/pinky MCP) and how deep each joint centre lies
+# under the dorsal / palmar skin, metres (adult hand).
+DEPTH_JOINTS = (5, 9, 13, 17)
 SKIN_DEPTH_M = {
-    "dorsal": (0.018, 0.017, 0.011, 0.011, 0.011, 0.010),
-    "palmar": (0.022, 0.016, 0.017, 0.018, 0.018, 0.016),
+    "dorsal": (0.011, 0.011, 0.011, 0.010),
+    "palmar": (0.017, 0.018, 0.018, 0.016),
 }
 # Below this |cos| between the viewing ray and the palm normal the palm is seen nearly edge-on: the ray
-# may graze other fingers or the hand's side, so the skin-depth model does not hold and depth is not used.
+# grazes the hand's side or other fingers, and meets skin about EDGE_ON_SKIN_DEPTH_M (along the ray) before
+# the knuckle's centre, whatever the exact angle.
 _MIN_VIEW_COSINE = 0.35
+EDGE_ON_SKIN_DEPTH_M = 0.03
+# Relative accuracy of that edge-on prediction (measured on synthetic renders with exact landmarks).
+EDGE_ON_SCALE_TOLERANCE = 0.1
 _MAD_TO_SIGMA = 1.4826
 
 
@@ -235,31 +244,36 @@ def sample_depth(depth_m: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def predicted_skin_depth(joints: np.ndarray, side: HandSide) -> np.ndarray:
-    """Depth (z, metres) at which the camera should see the skin over each palm joint; NaN when edge-on.
+def predicted_skin_depth(joints: np.ndarray, side: HandSide) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (z, metres) at which the camera should see the skin over each of the ``DEPTH_JOINTS``, and
+    which of them are seen nearly edge-on (their prediction is coarse).
 
     The viewing ray to a joint crosses the skin before the joint centre: by the anatomical skin depth
-    on the side of the palm facing the camera, divided by the cosine between the ray and the palm normal.
+    on the side of the palm facing the camera, divided by the cosine between the ray and the palm normal;
+    by ``EDGE_ON_SKIN_DEPTH_M`` when the palm is seen nearly edge-on.
     """
-    palm = joints[list(PALM_JOINTS)]
+    palm = joints[list(DEPTH_JOINTS)]
     dorsal = wrist_frame_from_joints(joints, side)[:3, 2]
     rays = palm / np.linalg.norm(palm, axis=1, keepdims=True)
     facing = rays @ dorsal  # < 0: the back of the hand faces the camera
     skin = np.where(facing < 0, SKIN_DEPTH_M["dorsal"], SKIN_DEPTH_M["palmar"])
-    along_ray = np.where(np.abs(facing) >= _MIN_VIEW_COSINE, skin / np.maximum(np.abs(facing), 1e-9), np.nan)
-    return palm[:, 2] - along_ray * rays[:, 2]
+    edge_on = np.abs(facing) < _MIN_VIEW_COSINE
+    along_ray = np.where(edge_on, EDGE_ON_SKIN_DEPTH_M, skin / np.maximum(np.abs(facing), 1e-9))
+    return palm[:, 2] - along_ray * rays[:, 2], edge_on
 
 
 def _depth_scale(camera, pixels, joints, depth_m, side):
-    """Robust ratio of measured to predicted skin depth over the palm joints, and how many agreed."""
+    """Robust ratio of measured to predicted skin depth over the knuckles, and how many agreed."""
     depth = np.asarray(depth_m)
     if depth.shape != (camera.height, camera.width):
         raise ValueError(
             f"depth must be aligned to the colour image: shape {(camera.height, camera.width)}, got {depth.shape}"
         )
-    measured = sample_depth(depth, pixels[list(PALM_JOINTS)])
-    ratios = measured / predicted_skin_depth(joints, side)
-    ratios = ratios[np.isfinite(ratios)]
+    measured = sample_depth(depth, pixels[list(DEPTH_JOINTS)])
+    predicted, edge_on = predicted_skin_depth(joints, side)
+    ratios = measured / predicted
+    finite = np.isfinite(ratios)
+    ratios, edge_on = ratios[finite], edge_on[finite]
     if ratios.size < _MIN_DEPTH_SAMPLES:
         return 1.0, 0
     median = np.median(ratios)
@@ -268,4 +282,8 @@ def _depth_scale(camera, pixels, joints, depth_m, side):
     inliers = np.abs(ratios - median) <= max(3.0 * spread, 0.02 * median)
     if np.count_nonzero(inliers) < _MIN_DEPTH_SAMPLES:
         return 1.0, 0
-    return float(np.mean(ratios[inliers])), int(np.count_nonzero(inliers))
+    scale = float(np.mean(ratios[inliers]))
+    if np.mean(edge_on[inliers]) > 0.5:
+        # Edge-on skin depth only bounds the size: keep the landmarks' own metric size where it lies within.
+        scale = float(np.clip(1.0, scale * (1.0 - EDGE_ON_SCALE_TOLERANCE), scale * (1.0 + EDGE_ON_SCALE_TOLERANCE)))
+    return scale, int(np.count_nonzero(inliers))
