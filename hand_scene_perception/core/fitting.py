@@ -22,7 +22,9 @@ Method:
    change since the previous frame). Both use 3D residuals and, when landmarks and a camera are given,
    Huber-weighted 2D reprojection residuals: MediaPipe's world landmarks are noisy in depth while its 2D
    landmarks are sharp. ``sigma_3d_m`` / ``sigma_2d_px`` set their balance.
-6. One model forward pass gives the mesh and the joints that are reported and measured.
+6. One model forward pass gives the mesh and the joints that are reported and measured. ``with_mesh=False``
+   skips it (the pipeline re-poses the model after temporal filtering): the skeleton's own forward kinematics
+   then give the joints, within ~0.05 mm mean (0.6 mm worst, fingertips) of the open model's.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
+from scipy.linalg.lapack import dposv
 from scipy.spatial.transform import Rotation
 
 from .alignment import umeyama
@@ -61,10 +63,11 @@ _EDGES = np.array([(p, c) for c, p in enumerate(MEDIAPIPE_PARENTS) if p >= 0] + 
 # Joint i of a digit moves its points m >= i (points are the three joints below the base).
 _MOVES = np.tri(3, dtype=bool)[:, :, None, None]
 _EYE = np.eye(3)
-# ε_ijk: [ω]× = -ε·ω
+# ε_ijk: [ω]× = -ε·ω, flattened so that [ω]× is one matmul, (ω @ _SKEW_BASIS).reshape(..., 3, 3)
 _LEVI_CIVITA = np.zeros((3, 3, 3))
 _LEVI_CIVITA[0, 1, 2] = _LEVI_CIVITA[1, 2, 0] = _LEVI_CIVITA[2, 0, 1] = 1.0
 _LEVI_CIVITA[0, 2, 1] = _LEVI_CIVITA[2, 1, 0] = _LEVI_CIVITA[1, 0, 2] = -1.0
+_SKEW_BASIS = -_LEVI_CIVITA.transpose(2, 0, 1).reshape(3, 9)
 # the root's problem (6 DoF, six points, started from the palm alignment) is nearly linear
 _RIGID_ITERATIONS = 2
 _SHAPE_STEP = 0.1
@@ -78,7 +81,8 @@ class FitResult:
 
     pose: (16, 3) axis-angle, MANO joint order, row 0 the global orientation in the camera frame.
     shape: (S,) shape vector (averaged over ``shape_frames`` frames). transl: (3,) metres, as the model takes it.
-    joints_cam: (21, 3) and vertices_cam: (V, 3) metres, the model's output. wrist_pose: (4, 4) T_camera_wrist.
+    joints_cam: (21, 3) and vertices_cam: (V, 3) metres, the model's output (``fit(with_mesh=False)``: the fitted
+    skeleton's joints and no vertices). wrist_pose: (4, 4) T_camera_wrist.
     joint_error_m: mean distance from the fitted joints to the targets used.
     reprojection_error_px: mean pixel distance to the landmarks used (None without landmarks).
     """
@@ -88,7 +92,7 @@ class FitResult:
     shape: np.ndarray
     transl: np.ndarray
     joints_cam: np.ndarray
-    vertices_cam: np.ndarray
+    vertices_cam: np.ndarray | None
     wrist_pose: np.ndarray
     joint_error_m: float
     reprojection_error_px: float | None
@@ -97,11 +101,18 @@ class FitResult:
 
 @dataclass(frozen=True)
 class _Skeleton:
-    """One side's rest skeleton: joints (21, 3) at zero shape, their shape derivatives (S, 21, 3), axes (16, 3, 3)."""
+    """One side's rest skeleton: joints (21, 3) at zero shape, their shape derivatives (S, 21, 3), axes (16, 3, 3).
+
+    Also what the shape estimate reuses every frame: the rest edges (E, 3) of ``_EDGES``, their shape derivatives
+    (E, S, 3) and each shape parameter's effect on the rest lengths (S,), the scale of its ridge prior.
+    """
 
     rest: np.ndarray
     shape_jac: np.ndarray
     axes: np.ndarray
+    edges: np.ndarray
+    edge_jac: np.ndarray
+    effect: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -115,29 +126,40 @@ class _Observations:
     focal: np.ndarray  # (2,) pixels per normalised unit
     huber_px: float
 
-    def terms(self, points: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def at(self, joints: np.ndarray) -> _Observations:
+        """The observations of ``joints`` (int array of any shape), gathered once for a refinement's many calls."""
+        return _Observations(
+            self.targets[joints], self.w3[joints], self.xy[joints], self.w2[joints], self.focal, self.huber_px
+        )
+
+    def terms(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Residual rows (..., 5), their derivative wrt the points (..., 5, 3) and the robust cost (...).
 
-        ``joints`` (int, shaped like ``points[..., 0]``) says which observation each camera-frame point meets.
+        ``points`` (..., 3) are camera-frame points shaped like these observations (see :meth:`at`).
         """
-        w3, w2 = self.w3[joints], self.w2[joints]
         z = np.maximum(points[..., 2], 1e-6)
         proj = points[..., :2] / z[..., None]
-        err_px = (proj - self.xy[joints]) * self.focal
-        norm = np.linalg.norm(err_px, axis=-1)
-        over = norm > self.huber_px
+        err_px = (proj - self.xy) * self.focal
+        norm = np.hypot(err_px[..., 0], err_px[..., 1])
         # IRLS: beyond huber_px the squared residual is down-weighted to the Huber loss's slope
-        irls = np.sqrt(np.where(over, self.huber_px / np.maximum(norm, _EPS), 1.0))
-        s2 = w2 * irls
-        residual = np.concatenate([w3[..., None] * (points - self.targets[joints]), s2[..., None] * err_px], axis=-1)
+        irls = np.minimum(self.huber_px / np.maximum(norm, _EPS), 1.0)
+        s2 = self.w2 * np.sqrt(irls)
+        residual = np.empty((*points.shape[:-1], 5))
+        residual[..., :3] = self.w3[..., None] * (points - self.targets)
+        residual[..., 3:] = s2[..., None] * err_px
         jac = np.zeros((*points.shape[:-1], 5, 3))
-        jac[..., 0, 0] = jac[..., 1, 1] = jac[..., 2, 2] = w3
+        jac[..., 0, 0] = jac[..., 1, 1] = jac[..., 2, 2] = self.w3
         scale = (s2 / z)[..., None] * self.focal
         jac[..., 3, 0], jac[..., 4, 1] = scale[..., 0], scale[..., 1]
         jac[..., 3:, 2] = -scale * proj
-        huber = np.where(over, 2.0 * self.huber_px * norm - self.huber_px**2, norm**2)
-        cost = np.sum(residual[..., :3] ** 2, axis=-1) + w2**2 * huber
+        # Huber: n² inside, 2hn - h² beyond; irls (h/n there) gives both as n² · (2·irls - irls²)
+        cost = np.sum(residual[..., :3] ** 2, axis=-1) + self.w2**2 * norm**2 * irls * (2.0 - irls)
         return residual, jac, cost
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) cross-product matrices [v]× of (..., 3) vectors, by one matmul (einsum is slower here)."""
+    return (v @ _SKEW_BASIS).reshape(*v.shape[:-1], 3, 3)
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -153,10 +175,10 @@ def _exp_so3(omega: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     J_r gives exp(ω + δ) ≈ exp(ω) exp(J_r(ω) δ), which the analytic Jacobians of the refinement need. Angles
     below 1e-6 rad use 1e-6 in the coefficients: their error is then far below double precision of the result.
     """
-    theta = np.maximum(np.sqrt(np.einsum("...i,...i->...", omega, omega)), 1e-6)[..., None, None]
+    theta = np.maximum(np.sqrt(np.sum(omega * omega, axis=-1)), 1e-6)[..., None, None]
     sin, cos = np.sin(theta), np.cos(theta)
     theta2 = theta * theta
-    k = np.einsum("ijk,...k->...ij", _LEVI_CIVITA, -omega)
+    k = _skew(omega)
     k2 = k @ k
     b = (1.0 - cos) / theta2
     return _EYE + (sin / theta) * k + b * k2, _EYE - b * k + ((theta - sin) / (theta2 * theta)) * k2
@@ -164,7 +186,8 @@ def _exp_so3(omega: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _log_so3(rotation: np.ndarray) -> np.ndarray:
     """(..., 3) axis-angle of (..., 3, 3) rotations; closed form, scipy only for angles near π (rare)."""
-    cos = np.clip((np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
+    trace = rotation[..., 0, 0] + rotation[..., 1, 1] + rotation[..., 2, 2]  # np.trace's axis handling is slower
+    cos = np.clip((trace - 1.0) / 2.0, -1.0, 1.0)
     theta = np.arccos(cos)
     if np.any(theta > np.pi - 1e-3):
         return Rotation.from_matrix(rotation.reshape(-1, 3, 3)).as_rotvec().reshape(*rotation.shape[:-2], 3)
@@ -188,25 +211,30 @@ def _digit_kinematics(
     ``local`` (5, 3, 3) local angles, ``bones`` (5, 3, 3) rest bone vectors, ``axes`` (5, 3, 3, 3). The second
     output maps a local-angle change of joint i to the rotation change of everything below it.
     """
-    rot, right_jacobian = _exp_so3(np.einsum("fjab,fjb->fja", axes, local))
-    frame = np.broadcast_to(np.eye(3), (5, 3, 3))
-    points = [base]
-    frames = []
-    for i in range(3):
-        frame = frame @ rot[:, i]
-        frames.append(frame)
-        points.append(points[-1] + np.einsum("fab,fb->fa", frame, bones[:, i]))
-    lever_map = np.stack(frames, axis=1) @ right_jacobian @ axes
-    return np.stack(points, axis=1), lever_map
+    rot, right_jacobian = _exp_so3((axes @ local[..., None])[..., 0])
+    frames = np.empty((5, 3, 3, 3))
+    points = np.empty((5, 4, 3))
+    frames[:, 0], points[:, 0] = rot[:, 0], base
+    frames[:, 1] = rot[:, 0] @ rot[:, 1]
+    frames[:, 2] = frames[:, 1] @ rot[:, 2]
+    np.cumsum((frames @ bones[..., None])[..., 0], axis=1, out=points[:, 1:])
+    points[:, 1:] += base[:, None]
+    return points, frames @ right_jacobian @ axes
 
 
 def _solve_spd(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve (..., P, P) symmetric positive definite systems for (..., P) right-hand sides.
+    """Solve (B, P, P) symmetric positive definite systems for (B, P) right-hand sides.
 
-    Through scipy's Cholesky path: numpy's LU solve goes through multi-threaded OpenBLAS, which on a busy
-    2-core machine costs up to milliseconds per tiny system; this stays at tens of microseconds.
+    LAPACK's Cholesky solver one system at a time: numpy's batched LU solve goes through multi-threaded OpenBLAS,
+    which on a busy 2-core machine costs up to milliseconds per tiny system, and scipy's batched solve spends
+    tens of microseconds checking its inputs; this costs about a microsecond per system.
     """
-    return scipy.linalg.solve(matrix, rhs[..., None], assume_a="pos", check_finite=False)[..., 0]
+    out = np.empty(rhs.shape)
+    for k in range(len(matrix)):
+        _, out[k], info = dposv(matrix[k], rhs[k])
+        if info != 0:
+            raise np.linalg.LinAlgError(f"system {k} is not positive definite (LAPACK info {info})")
+    return out
 
 
 def _levenberg_marquardt(
@@ -222,14 +250,13 @@ def _levenberg_marquardt(
     """
     cost, residual, jac = evaluate(params)
     damping = np.full(cost.shape, 1e-3)
-    eye = np.eye(jac.shape[-1])
+    diagonal = np.arange(jac.shape[-1])
     for _ in range(iterations):
         jt = np.swapaxes(jac, -1, -2)
         hessian = jt @ jac
         gradient = (jt @ residual[..., None])[..., 0]
-        diag = np.diagonal(hessian, axis1=-2, axis2=-1)
-        lhs = hessian + damping[:, None, None] * (diag[:, :, None] + 1e-9) * eye
-        step = -_solve_spd(lhs, gradient)
+        hessian[:, diagonal, diagonal] += damping[:, None] * (hessian[:, diagonal, diagonal] + 1e-9)
+        step = -_solve_spd(hessian, gradient)
         candidate = retract(params, step)
         new_cost, new_residual, new_jac = evaluate(candidate)
         better = new_cost < cost
@@ -326,7 +353,18 @@ class HandFitter:
         shape_jac = (joints[1 : n + 1] - joints[n + 1 :]) / (2 * _SHAPE_STEP)
         joint_axes = getattr(self.model, "joint_axes", None)
         axes = joint_axes(side) if joint_axes else local_joint_axes(mediapipe_to_model(rest), side)
-        return _Skeleton(rest=rest, shape_jac=shape_jac, axes=np.asarray(axes, dtype=np.float64))
+        edges = rest[_EDGES[:, 1]] - rest[_EDGES[:, 0]]
+        edge_jac = np.swapaxes(shape_jac[:, _EDGES[:, 1]] - shape_jac[:, _EDGES[:, 0]], 0, 1)  # (E, S, 3)
+        rest_dirs = edges / np.linalg.norm(edges, axis=1, keepdims=True)
+        effect = np.sum((edge_jac @ rest_dirs[:, :, None])[..., 0] ** 2, axis=0)
+        return _Skeleton(
+            rest=rest,
+            shape_jac=shape_jac,
+            axes=np.asarray(axes, dtype=np.float64),
+            edges=edges,
+            edge_jac=edge_jac,
+            effect=effect,
+        )
 
     def joint_axes(self, side: HandSide | str) -> np.ndarray:
         """(16, 3, 3) local joint axes the fitter uses for ``side`` (pose_j = axes_j @ local angles_j)."""
@@ -340,6 +378,7 @@ class HandFitter:
         camera: PinholeCamera | None = None,
         previous: FitResult | None = None,
         landmark_weights: np.ndarray | None = None,
+        with_mesh: bool = True,
     ) -> FitResult:
         """Fit one hand (module notes: the method).
 
@@ -348,6 +387,9 @@ class HandFitter:
         landmarks_px: (21, 2) pixels of the distorted image (NaN rows skipped); needs ``camera``.
         previous: this hand's last fit (warm start, temporal prior, running shape); ignored if its side differs.
         landmark_weights: (21,) non-negative confidence per joint, for the 3D and 2D terms alike.
+        with_mesh: pose the model for the mesh and report its joints. False skips that forward pass (a caller that
+        re-poses the model itself, e.g. after temporal filtering, saves its cost) and reports the fitted skeleton's
+        joints; ``vertices_cam`` is then None.
         """
         side = HandSide.parse(side)
         skeleton = self._skeletons[side]
@@ -357,7 +399,7 @@ class HandFitter:
         axes = skeleton.axes[_CHAIN_ROWS]
         ref = np.zeros((5, 3, 3))
         if previous is not None:
-            ref = np.einsum("fjba,fjb->fja", axes, np.asarray(previous.pose, dtype=np.float64)[_CHAIN_ROWS])
+            ref = (np.asarray(previous.pose, dtype=np.float64)[_CHAIN_ROWS][:, :, None] @ axes)[:, :, 0]
         shape, frames = self._shape(skeleton, obs, previous)
         rest = skeleton.rest + np.tensordot(shape, skeleton.shape_jac, axes=1)
         rotation, translation = self._palm_alignment(rest, obs)
@@ -370,17 +412,24 @@ class HandFitter:
 
         pose = np.zeros((NUM_POSE_JOINTS, 3))
         pose[0] = _log_so3(rotation)
-        pose[_CHAIN_ROWS] = np.einsum("fjab,fjb->fja", axes, local)
+        pose[_CHAIN_ROWS] = (axes @ local[..., None])[..., 0]
         transl = rotation @ rest[0] + translation - rest[0]
-        out = self.model.forward(pose.astype(np.float32), shape.astype(np.float32), side, transl.astype(np.float32))
-        joints = np.asarray(out.joints[0], dtype=np.float64)
+        vertices = None
+        if with_mesh:
+            out = self.model.forward(pose.astype(np.float32), shape.astype(np.float32), side, transl.astype(np.float32))
+            joints = np.asarray(out.joints[0], dtype=np.float64)
+            vertices = np.asarray(out.vertices[0], dtype=np.float64)
+        else:
+            joints = rest.copy()
+            joints[_CHAINS[:, 1:]] = _digit_kinematics(local, base, bones, axes)[0][:, 1:]
+            joints = joints @ rotation.T + translation
         return FitResult(
             side=side,
             pose=pose,
             shape=shape,
             transl=transl,
             joints_cam=joints,
-            vertices_cam=np.asarray(out.vertices[0], dtype=np.float64),
+            vertices_cam=vertices,
             wrist_pose=wrist_frame_from_joints(joints, side),
             joint_error_m=float(np.mean(np.linalg.norm(joints - obs.targets, axis=1)[obs.w3 > 0])),
             reprojection_error_px=_reprojection_error(camera, joints, landmarks_px, obs.w2 > 0),
@@ -434,21 +483,19 @@ class HandFitter:
         edge_w = np.minimum(obs.w3[a], obs.w3[b]) ** 2
         if not self.fit_shape or n == 0 or not np.any(edge_w > 0):
             return prior, frames
-        target_len = np.linalg.norm(obs.targets[b] - obs.targets[a], axis=1)
-        rest_edges = skeleton.rest[b] - skeleton.rest[a]
-        edge_jac = skeleton.shape_jac[:, b] - skeleton.shape_jac[:, a]  # (S, E, 3)
+        target = obs.targets[b] - obs.targets[a]
+        target_len = np.sqrt(np.sum(target * target, axis=1))
         # unit-free ridge: each parameter is penalised relative to its own effect on the lengths
-        rest_dirs = rest_edges / np.linalg.norm(rest_edges, axis=1, keepdims=True)
-        effect = np.sum(np.einsum("ex,sex->es", rest_dirs, edge_jac) ** 2, axis=0)
-        ridge = self.shape_prior * (effect + 1e-3 * effect.max() + _EPS) * edge_w.sum() / len(edge_w)
+        effect = skeleton.effect
+        ridge = np.diag(self.shape_prior * (effect + 1e-3 * effect.max() + _EPS) * edge_w.sum() / len(edge_w))
         beta = prior.copy()
         for _ in range(_SHAPE_ITERATIONS):
-            edges = rest_edges + np.tensordot(beta, edge_jac, axes=1)
-            lengths = np.linalg.norm(edges, axis=1)
-            jac = np.einsum("ex,sex->es", edges / lengths[:, None], edge_jac)
-            hessian = jac.T @ (edge_w[:, None] * jac) + np.diag(ridge)
-            gradient = jac.T @ (edge_w * (lengths - target_len)) + ridge * beta
-            beta = beta - _solve_spd(hessian, gradient)
+            edges = skeleton.edges + beta @ skeleton.edge_jac
+            lengths = np.sqrt(np.sum(edges * edges, axis=1))
+            jac = (skeleton.edge_jac @ (edges / lengths[:, None])[:, :, None])[..., 0]  # (E, S)
+            hessian = jac.T @ (edge_w[:, None] * jac) + ridge
+            gradient = jac.T @ (edge_w * (lengths - target_len)) + ridge @ beta
+            beta = beta - _solve_spd(hessian[None], gradient[None])[0]
         rate = max(1.0 / (frames + 1), self.shape_rate)
         return prior + rate * (beta - prior), frames + 1
 
@@ -489,12 +536,13 @@ class HandFitter:
         local = ref.copy()
         frame = np.broadcast_to(np.eye(3), (5, 3, 3))
         point = base
+        along = bones / np.sqrt(np.sum(bones * bones, axis=2, keepdims=True))
         for i in range(3):
             child = _CHAINS[:, i + 1]
             bone = bones[:, i]
-            wanted = np.einsum("fba,fb->fa", frame, targets[child] - point)  # in the parent's posed frame
+            wanted = ((targets[child] - point)[:, None] @ frame)[:, 0]  # in the parent's posed frame
             cross = _cross(bone, wanted)
-            sin = np.linalg.norm(cross, axis=1)
+            sin = np.sqrt(np.sum(cross * cross, axis=1))
             angle = np.arctan2(sin, np.sum(bone * wanted, axis=1))
             omega = cross * (angle / np.maximum(sin, _EPS))[:, None]
             twist = ref[:, i, 2]
@@ -502,20 +550,19 @@ class HandFitter:
                 swing = _rotations(omega)
                 swung = frame @ swing
                 grandchild = _CHAINS[:, i + 2]
-                child_point = point + np.einsum("fab,fb->fa", swung, bone)
-                next_bone = np.einsum("fba,fb->fa", swung, targets[grandchild] - child_point)
-                along = bone / np.linalg.norm(bone, axis=1, keepdims=True)
-                solved, bend = _flexion_plane_twist(along, axes[:, i + 1, :, 0], next_bone)
+                child_point = point + (swung @ bone[:, :, None])[..., 0]
+                next_bone = ((targets[grandchild] - child_point)[:, None] @ swung)[:, 0]
+                solved, bend = _flexion_plane_twist(along[:, i], axes[:, i + 1, :, 0], next_bone)
                 # blend in the solved twist as the next bone bends out of line (straight digits do not show it)
                 trust = np.clip((bend - 0.05) / 0.2, 0.0, 1.0) * (obs.w3[grandchild] > 0)
-                omega = _log_so3(swing @ _rotations(along * (twist + trust * (solved - twist))[:, None]))
-            angles = np.einsum("fba,fb->fa", axes[:, i], omega)
+                omega = _log_so3(swing @ _rotations(along[:, i] * (twist + trust * (solved - twist))[:, None]))
+            angles = (omega[:, None] @ axes[:, i])[:, 0]
             if i == 2:
                 angles[:, 2] = twist
-            known = (obs.w3[child] > 0) & (np.linalg.norm(wanted, axis=1) > 1e-6)
+            known = (obs.w3[child] > 0) & (np.sum(wanted * wanted, axis=1) > 1e-12)
             local[:, i] = np.where(known[:, None], np.clip(angles, lower[:, i], upper[:, i]), ref[:, i])
-            frame = frame @ _rotations(np.einsum("fab,fb->fa", axes[:, i], local[:, i]))
-            point = point + np.einsum("fab,fb->fa", frame, bone)
+            frame = frame @ _rotations((axes[:, i] @ local[:, i, :, None])[..., 0])
+            point = point + (frame @ bone[:, :, None])[..., 0]
         return local
 
     def _refine_rigid(
@@ -528,13 +575,15 @@ class HandFitter:
         """
         joints = np.array([*PALM_JOINTS, 1])
         points = rest[joints]
-        used = (obs.w3[joints] > 0) | (obs.w2[joints] > 0)
+        observed = obs.at(joints)
+        used = (observed.w3 > 0) | (observed.w2 > 0)
 
         def evaluate(params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             cam = points @ params[0, :3].T + params[0, 3]
-            residual, d_res, cost = obs.terms(cam, joints)
-            # increments rotate about the palm's centre (better conditioned than about the camera centre)
-            d_rotation = np.swapaxes(_cross(_EYE[None], (cam - cam[used].mean(axis=0))[:, None]), 1, 2)
+            residual, d_res, cost = observed.terms(cam)
+            # increments δ rotate about the palm's centre c (better conditioned than about the camera centre):
+            # d point = δ × (point - c) = [c - point]× δ
+            d_rotation = _skew(cam[used].mean(axis=0) - cam)
             jac = np.concatenate([d_res @ d_rotation, d_res], axis=2).reshape(1, -1, 6)
             return cost.sum()[None], residual.reshape(1, -1), jac
 
@@ -575,16 +624,17 @@ class HandFitter:
             prior = np.sqrt(prior**2 + 1.0 / self.temporal_sigma_rad**2)
         prior = prior.reshape(5, 9)
         prior_jac = prior[:, :, None] * np.eye(9)
-        joints = _CHAINS[:, 1:]
+        observed = obs.at(_CHAINS[:, 1:])
 
         def evaluate(params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             points, lever_map = _digit_kinematics(params, base, bones, axes)
-            cam = points[:, 1:] @ rotation.T + translation
-            residual, d_res, cost = obs.terms(cam, joints)
-            lever = points[:, 1:, None, :] - points[:, None, :3, :]  # (5, point m, joint i, 3)
-            d_root = _cross(np.swapaxes(lever_map, -1, -2)[:, None], lever[:, :, :, None, :]) * _MOVES
-            d_cam = np.einsum("ab,fmipb->fmiap", rotation, d_root)  # (5, m, i, xyz, local angle)
-            jac = np.einsum("fmrx,fmixp->fmrip", d_res, d_cam).reshape(5, 15, 9)
+            cam = points @ rotation.T + translation
+            residual, d_res, cost = observed.terms(cam[:, 1:])
+            # joint i's local change δ turns point m by ω = R M_i δ about joint i (camera frame), so point m moves
+            # by ω × (p_m - p_i) = [p_i - p_m]× R M_i δ; zero unless m is below i
+            lever = _skew(cam[:, None, :3] - cam[:, 1:, None])  # (5, point m, joint i, 3, 3)
+            d_cam = lever @ (rotation @ lever_map)[:, None] * _MOVES  # (5, m, i, xyz, local angle)
+            jac = (d_res[:, :, None] @ d_cam).transpose(0, 1, 3, 2, 4).reshape(5, 15, 9)
             prior_res = prior * (params - ref).reshape(5, 9)
             total = cost.sum(axis=1) + np.sum(prior_res**2, axis=1)
             return (
@@ -621,14 +671,17 @@ def random_pose(fitter: HandFitter, side: HandSide | str, rng: np.random.Generat
     return pose
 
 
-def benchmark_fit(n: int = 200, model: HandModel | None = None, seed: int = 0, torch_threads: int = 1) -> dict:
+def benchmark_fit(
+    n: int = 200, model: HandModel | None = None, seed: int = 0, torch_threads: int = 1, with_mesh: bool = True
+) -> dict:
     """Milliseconds per fit (wall p50, p90, mean; CPU mean) on synthetic hands with 2D landmarks, and the errors.
 
     CPU time is reported too because wall time on a shared machine includes waiting for other processes.
 
     Hands: random poses within the limits, small random shapes, 0.35-0.6 m from a 640x480 camera (f = 600 px),
     targets with 2/2/6 mm (x/y/depth) noise, landmarks with 1.5 px noise. Torch runs with ``torch_threads``
-    intra-op threads (restored afterwards): one thread is fastest for a single small forward pass.
+    intra-op threads (restored afterwards): one thread is fastest for a single small forward pass. ``with_mesh``
+    as in :meth:`HandFitter.fit` (the pipeline fits without the mesh).
     """
     import torch
 
@@ -651,7 +704,7 @@ def benchmark_fit(n: int = 200, model: HandModel | None = None, seed: int = 0, t
             targets = truth + rng.normal(0.0, [0.002, 0.002, 0.006], truth.shape)
             pixels = camera.project(truth) + rng.normal(0.0, 1.5, (NUM_JOINTS, 2))
             start, start_cpu = time.perf_counter(), time.process_time()
-            result = fitter.fit(targets, side, pixels, camera)
+            result = fitter.fit(targets, side, pixels, camera, with_mesh=with_mesh)
             times.append((time.perf_counter() - start, time.process_time() - start_cpu))
             errors.append(np.linalg.norm(result.joints_cam - truth, axis=1).mean())
             reprojection.append(result.reprojection_error_px)

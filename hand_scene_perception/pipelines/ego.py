@@ -301,7 +301,8 @@ class EgoPipeline:
                                    depth_m=depth)
             previous = self._previous_fit(detection.side, placement.joints_cam_m[0])
             try:
-                fit = self.fitter.fit(placement.joints_cam_m, detection.side, detection.landmarks_px, camera, previous)
+                fit = self.fitter.fit(placement.joints_cam_m, detection.side, detection.landmarks_px, camera, previous,
+                                      with_mesh=False)  # _posed_state re-poses the mesh after filtering
             except ValueError:
                 continue
             fits.append((detection, fit))

@@ -98,6 +98,19 @@ def test_result_is_the_models_own_output(model, fitter, side):
     assert result.reprojection_error_px < 1.0 and result.joint_error_m < 1e-3 and result.shape_frames == 1
 
 
+@pytest.mark.parametrize("side", SIDES)
+def test_fit_without_mesh_reports_the_skeleton(model, fitter, side):
+    # the pipeline's path: same parameters, no vertices, joints from the fitted skeleton (≈ the model's)
+    truth = _hand(model, fitter, side, np.random.default_rng(10))
+    with_mesh = fitter.fit(truth, side, CAMERA.project(truth), CAMERA)
+    result = fitter.fit(truth, side, CAMERA.project(truth), CAMERA, with_mesh=False)
+    assert result.vertices_cam is None
+    np.testing.assert_allclose(result.pose, with_mesh.pose)
+    np.testing.assert_allclose(result.transl, with_mesh.transl)
+    np.testing.assert_allclose(result.joints_cam, with_mesh.joints_cam, atol=1e-3)
+    np.testing.assert_allclose(result.wrist_pose, wrist_frame_from_joints(result.joints_cam, side))
+
+
 def test_landmarks_and_noisy_targets(model, fitter):
     # 1.5 px landmark noise, 3D targets with 2/2/5 mm (x/y/depth) noise (see the report for measured values)
     rng = np.random.default_rng(3)

@@ -648,8 +648,12 @@ def _batch_rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
     return eye + a[..., None] * k + b[..., None] * (k @ k)
 
 
-# Joints grouped by depth in the kinematic tree, so the chain composes in three batched steps.
-_LEVELS: tuple[tuple[int, ...], ...] = ((1, 4, 7, 10, 13), (2, 5, 8, 11, 14), (3, 6, 9, 12, 15))
+# Joints grouped by depth in the kinematic tree, so the chain composes in three batched steps: row k of
+# level d + 1 is the child of row k of level d, and level 0's parent is the root.
+_LEVELS = np.array([(1, 4, 7, 10, 13), (2, 5, 8, 11, 14), (3, 6, 9, 12, 15)])
+_LEVEL_PARENTS = np.array([MANO_PARENTS[j] for j in _LEVELS.ravel()])
+# Pose joint j sits at row _LEVEL_ROW[j] of (root, level 0, level 1, level 2) stacked.
+_LEVEL_ROW = np.argsort(np.concatenate([[0], _LEVELS.ravel()]))
 
 
 class OpenHandModel:
@@ -680,12 +684,12 @@ class OpenHandModel:
         right_faces = faces.astype(np.int64)
         # The mirrored left surface needs reversed winding to keep its normals outward.
         self._faces = {HandSide.RIGHT: right_faces, HandSide.LEFT: np.ascontiguousarray(right_faces[:, ::-1])}
+        # Rest vertices and pose joints coordinate-major, (3, V + 16) flattened, so that one matmul shapes them
+        # both and the skinning runs along contiguous vertex rows (tiny per-vertex 3x3 products are slow in torch).
         self._np = {
-            "verts": verts,
-            "joints": joints21[:16],
-            "weights": weights,
-            "dv": dv[1:].reshape(len(SHAPE_PARAM_NAMES) - 1, -1),
-            "dj": dj[1:, :16].reshape(len(SHAPE_PARAM_NAMES) - 1, -1),
+            "rest": np.concatenate([verts, joints21[:16]]).T.reshape(-1),
+            "blend": np.concatenate([dv[1:], dj[1:, :16]], axis=1).transpose(0, 2, 1).reshape(len(dv) - 1, -1),
+            "weights_t": weights.T,
         }
         self._cache: dict[tuple[torch.dtype, torch.device], dict[str, torch.Tensor]] = {}
         self._lower, self._upper = anatomical_joint_limits()
@@ -730,7 +734,9 @@ class OpenHandModel:
         key = (dtype, device)
         if key not in self._cache:
             self._cache[key] = {k: torch.as_tensor(v, dtype=dtype, device=device) for k, v in self._np.items()}
-            self._cache[key]["tips"] = torch.as_tensor(self.tip_vertex_ids, device=device)
+            indices = {"tips": self.tip_vertex_ids, "levels": _LEVELS.ravel(), "level_parents": _LEVEL_PARENTS}
+            indices["level_row"] = _LEVEL_ROW
+            self._cache[key].update({k: torch.as_tensor(v, device=device) for k, v in indices.items()})
         return self._cache[key]
 
     def forward(
@@ -752,35 +758,29 @@ class OpenHandModel:
 
         # Shaped rest surface and joints.
         scale = (1 + beta[:, :1])[:, :, None]
-        rest_v = (buf["verts"] + (beta[:, 1:] @ buf["dv"]).reshape(batch, -1, 3)) * scale
-        rest_j = (buf["joints"] + (beta[:, 1:] @ buf["dj"]).reshape(batch, 16, 3)) * scale
+        rest_t = torch.addmm(buf["rest"], beta[:, 1:], buf["blend"]).reshape(batch, 3, -1) * scale
+        rest_v_t, rest_j = rest_t[:, :, : self.num_vertices], rest_t[:, :, self.num_vertices :].transpose(1, 2)
 
         rot = _batch_rodrigues(pose_t)  # (B, 16, 3, 3)
-        g_rot = [rot[:, 0]] + [None] * 15
-        g_t = [rest_j[:, 0]] + [None] * 15
-        parents = MANO_PARENTS
-        for level in _LEVELS:
-            idx = list(level)
-            par = [parents[i] for i in idx]
-            p_rot = torch.stack([g_rot[p] for p in par], 1)
-            p_t = torch.stack([g_t[p] for p in par], 1)
-            new_rot = p_rot @ rot[:, idx]
-            new_t = (p_rot @ (rest_j[:, idx] - rest_j[:, par])[..., None])[..., 0] + p_t
-            for n, i in enumerate(idx):
-                g_rot[i] = new_rot[:, n]
-                g_t[i] = new_t[:, n]
-        g_rot_t = torch.stack(g_rot, 1)  # (B, 16, 3, 3)
-        g_t_t = torch.stack(g_t, 1)  # (B, 16, 3): posed joint positions
+        level_rot = rot[:, buf["levels"]].reshape(batch, 3, 5, 3, 3)
+        level_offset = (rest_j[:, buf["levels"]] - rest_j[:, buf["level_parents"]]).reshape(batch, 3, 5, 3, 1)
+        g_rot, g_t = [rot[:, :1]], [rest_j[:, :1]]
+        for depth in range(3):
+            g_t.append(g_t[-1] + (g_rot[-1] @ level_offset[:, depth])[..., 0])
+            g_rot.append(g_rot[-1] @ level_rot[:, depth])
+        g_rot_t = torch.cat(g_rot, 1)[:, buf["level_row"]]  # (B, 16, 3, 3)
+        g_t_t = torch.cat(g_t, 1)[:, buf["level_row"]]  # (B, 16, 3): posed joint positions
         skin_t = g_t_t - (g_rot_t @ rest_j[..., None])[..., 0]
-        w = buf["weights"]
-        blend_rot = (w @ g_rot_t.reshape(batch, 16, 9)).reshape(batch, -1, 3, 3)
-        verts = (blend_rot @ rest_v[..., None])[..., 0] + w @ skin_t
-        joints = torch.cat([g_t_t, verts[:, buf["tips"]]], 1)
+        # Linear blend skinning, coordinate-major: per vertex the weighted [G_j columns | translation], (B, 12, V).
+        transforms = torch.cat([g_rot_t.transpose(2, 3), skin_t[:, :, None]], 2).reshape(batch, 16, 12)
+        blend = (transforms.transpose(1, 2) @ buf["weights_t"]).reshape(batch, 4, 3, -1)
+        verts_t = (blend[:, :3] * rest_v_t[:, :, None]).sum(1) + blend[:, 3]  # (B, 3, V)
+        joints = torch.cat([g_t_t, verts_t[:, :, buf["tips"]].transpose(1, 2)], 1)
         if left:
-            mirror = verts.new_tensor(_MIRROR)
-            verts = verts * mirror
+            mirror = verts_t.new_tensor(_MIRROR)
+            verts_t = verts_t * mirror[:, None]
             joints = joints * mirror
-        verts = verts + offset[:, None]
+        verts = (verts_t + offset[:, :, None]).transpose(1, 2)
         joints = model_to_mediapipe(joints) + offset[:, None]
         return HandModelOutput(
             vertices=to_caller(verts, wants_numpy),
