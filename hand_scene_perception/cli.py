@@ -9,9 +9,13 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 
@@ -67,15 +71,26 @@ def _load_depth_m(path: Path, height: int, width: int):
     return aligned_depth_metres(raw, height, width)
 
 
-def _detect_intrinsics(args: argparse.Namespace, height: int, width: int) -> dict[str, float | bool]:
-    """The user's intrinsics, each missing one filled with the documented default (53° FOV, centred)."""
+def _camera_from_args(args: argparse.Namespace, height: int, width: int):
+    """Camera from --fx/--fy/--cx/--cy, each missing one filled with the documented default (53° FOV, centred;
+    a warning on stderr says so), and those intrinsics as a dict with ``assumed``."""
+    from .core.camera import PinholeCamera
+
     focal = DEFAULT_FOCAL_PER_SIDE * max(width, height)
     fx = args.fx if args.fx is not None else (args.fy if args.fy is not None else focal)
     fy = args.fy if args.fy is not None else fx
     cx = args.cx if args.cx is not None else (width - 1) / 2.0
     cy = args.cy if args.cy is not None else (height - 1) / 2.0
+    camera = PinholeCamera.from_intrinsics(fx, fy, cx, cy, width, height)
     assumed = any(getattr(args, name) is None for name in ("fx", "fy", "cx", "cy"))
-    return {"fx": fx, "fy": fy, "cx": cx, "cy": cy, "assumed": assumed}
+    if assumed:
+        fov = math.degrees(2.0 * math.atan(max(width, height) / (2.0 * fx)))
+        print(
+            f"hand-scene {args.command}: warning: intrinsics not all given; assuming a {fov:.0f}° field of view "
+            "and the principal point at the centre",
+            file=sys.stderr,
+        )
+    return camera, {"fx": fx, "fy": fy, "cx": cx, "cy": cy, "assumed": assumed}
 
 
 def run_detect(args: argparse.Namespace) -> int:
@@ -83,23 +98,12 @@ def run_detect(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .backends.mediapipe_hands import MediaPipeHandDetector, MediaPipeUnavailableError
-    from .core.camera import PinholeCamera
     from .core.placement import place_hand
 
     image = _load_rgb(args.image)
     height, width = image.shape[:2]
-    intrinsics = _detect_intrinsics(args, height, width)
-    camera = PinholeCamera.from_intrinsics(
-        intrinsics["fx"], intrinsics["fy"], intrinsics["cx"], intrinsics["cy"], width, height
-    )
+    camera, intrinsics = _camera_from_args(args, height, width)
     depth = _load_depth_m(args.depth, height, width) if args.depth is not None else None
-    if intrinsics["assumed"]:
-        fov = math.degrees(2.0 * math.atan(max(width, height) / (2.0 * intrinsics["fx"])))
-        print(
-            f"hand-scene detect: warning: intrinsics not all given; assuming a {fov:.0f}° field of view "
-            "and the principal point at the centre",
-            file=sys.stderr,
-        )
     try:
         with MediaPipeHandDetector(max_hands=args.max_hands, mode="image") as detector:
             detections = detector.detect(image)
@@ -146,6 +150,273 @@ def run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DEPTH_SUFFIXES = (".png", ".npy")
+DEFAULT_IMAGE_FPS = 30.0
+
+
+@dataclass
+class _FrameSource:
+    """An opened run input: frame size, rate, the input's frame count (``length``) and how many of them will run
+    (``total``) when known, the image files (folders only) and the frames themselves as (index, stamp_ns, rgb)."""
+
+    width: int
+    height: int
+    fps: float
+    length: int | None
+    total: int | None
+    files: list[Path] | None
+    frames: Iterator[tuple[int, int, Any]]
+    close: Callable[[], None] = lambda: None
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key that orders frame2 before frame10 (and zero-padded names as plain sorting does)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def _sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files of ``folder`` with one of ``suffixes`` (any case), in natural name order."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes), key=_natural_key)
+
+
+def _stamp_ns(index: int, fps: float) -> int:
+    """Stamp of frame ``index`` at ``fps``, exact to the nanosecond (never the wall clock, DESIGN.md §3)."""
+    return round(index * 1e9 / fps)
+
+
+def _open_image_folder(folder: Path, fps: float | None, max_frames: int | None) -> _FrameSource:
+    """Sorted *.png/*.jpg of a folder, all of the first one's size; stamps from ``fps`` (default 30)."""
+    files = _sorted_files(folder, IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images ({', '.join('*' + s for s in IMAGE_SUFFIXES)}) in {folder}")
+    fps = DEFAULT_IMAGE_FPS if fps is None else fps
+    first = _load_rgb(files[0])
+    height, width = first.shape[:2]
+    chosen = files[:max_frames] if max_frames is not None else files
+
+    def frames() -> Iterator[tuple[int, int, Any]]:
+        for index, path in enumerate(chosen):
+            image = first if index == 0 else _load_rgb(path)
+            if image.shape[:2] != (height, width):
+                raise ValueError(f"{path} is {image.shape[1]}x{image.shape[0]} but {files[0].name} is {width}x{height}")
+            yield index, _stamp_ns(index, fps), image
+
+    return _FrameSource(width, height, fps, len(files), len(chosen), files, frames())
+
+
+def _open_video(path: Path, fps: float | None, max_frames: int | None) -> _FrameSource:
+    """Frames of a video file through OpenCV, converted to RGB; stamps from the frame index and the file's rate
+    (``fps`` overrides it, and stands in when the file has none)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    ok, first = capture.read() if capture.isOpened() else (False, None)
+    if not ok or first is None:
+        capture.release()
+        raise ValueError(f"cannot read {path} as a video (OpenCV could not decode a first frame)")
+    if fps is None:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        if not (math.isfinite(fps) and fps > 0):
+            print(
+                f"hand-scene run: warning: {path} states no frame rate; assuming {DEFAULT_IMAGE_FPS:g} FPS (set --fps)",
+                file=sys.stderr,
+            )
+            fps = DEFAULT_IMAGE_FPS
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    length = count if count > 0 else None
+    total = length if max_frames is None else min(length or max_frames, max_frames)
+
+    def frames() -> Iterator[tuple[int, int, Any]]:
+        image, index = first, 0
+        while image is not None and (max_frames is None or index < max_frames):
+            yield index, _stamp_ns(index, fps), cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            ok, image = capture.read()
+            image, index = (image if ok else None), index + 1
+
+    height, width = first.shape[:2]
+    return _FrameSource(width, height, float(fps), length, total, None, frames(), capture.release)
+
+
+def _open_run_input(path: Path, fps: float | None, max_frames: int | None) -> _FrameSource:
+    """A video file or an image folder, checked before any output is written."""
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"--fps must be a positive number, got {fps}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
+    if path.is_dir():
+        return _open_image_folder(path, fps, max_frames)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such video file or image folder: {path}")
+    return _open_video(path, fps, max_frames)
+
+
+def _depth_files(folder: Path, source: _FrameSource) -> list[Path] | None:
+    """One depth file per frame to run: by file stem when every image has a same-named depth file, else by sorted
+    order when the counts agree; None for a video of unknown length (matched by order as it plays)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such depth folder: {folder}")
+    depth = _sorted_files(folder, DEPTH_SUFFIXES)
+    if not depth:
+        raise ValueError(f"no depth images (*.png in millimetres, *.npy in metres) in {folder}")
+    if source.files is not None:
+        by_stem = {p.stem: p for p in depth}
+        if all(f.stem in by_stem for f in source.files[: source.total]):
+            return [by_stem[f.stem] for f in source.files[: source.total]]
+    if source.length is None:
+        return depth
+    if len(depth) != source.length:
+        names = ", and their names do not match the images'" if source.files is not None else ""
+        raise ValueError(
+            f"{len(depth)} depth files in {folder} for {source.length} frames{names}: depth is matched by file "
+            "stem or, with equal counts, by sorted order"
+        )
+    return depth[: source.total]
+
+
+def _run_camera(args: argparse.Namespace, height: int, width: int):
+    """Camera from --intrinsics (a camera_info YAML, rescaled to the frames when only the resolution differs)
+    or from --fx/--fy/--cx/--cy with the documented defaults; and a JSON-ready description of it."""
+    from .core.camera import load_camera_info_yaml
+
+    if args.intrinsics is None:
+        return _camera_from_args(args, height, width)
+    if any(getattr(args, name) is not None for name in ("fx", "fy", "cx", "cy")):
+        raise ValueError("give either --intrinsics or --fx/--fy/--cx/--cy, not both")
+    camera = load_camera_info_yaml(args.intrinsics)
+    if (camera.width, camera.height) != (width, height):
+        sx, sy = width / camera.width, height / camera.height
+        if abs(sx - sy) > 0.01 * max(sx, sy):
+            raise ValueError(
+                f"{args.intrinsics} is for {camera.width}x{camera.height} images, but the frames are "
+                f"{width}x{height} (another aspect ratio: not the same camera mode)"
+            )
+        print(
+            f"hand-scene run: warning: scaling {args.intrinsics} from {camera.width}x{camera.height} to the "
+            f"frames' {width}x{height}",
+            file=sys.stderr,
+        )
+        camera = camera.scaled(sx, sy)
+    description = {
+        "fx": camera.fx,
+        "fy": camera.fy,
+        "cx": camera.cx,
+        "cy": camera.cy,
+        "assumed": False,
+        "distortion_model": camera.distortion_model,
+        "d": list(camera.d),
+        "file": str(args.intrinsics),
+    }
+    return camera, description
+
+
+class _Progress:
+    """Frames done, rate and hands on stderr: one line redrawn in place on a terminal; on a pipe or log file a
+    plain line every few seconds instead (no carriage-return clutter)."""
+
+    def __init__(self, total: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self._clock = clock
+        self._start = self._last = clock()
+        try:
+            self._tty = sys.stderr is not None and sys.stderr.isatty()
+        except (AttributeError, ValueError):  # replaced or closed stderr
+            self._tty = False
+
+    def update(self, done: int, hands: int, final: bool = False) -> None:
+        """Show progress after ``done`` frames (``hands`` detected so far), throttled to a few updates a second."""
+        now = self._clock()
+        if not final and now - self._last < (0.2 if self._tty else 5.0):
+            return
+        self._last = now
+        rate = done / max(now - self._start, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        line = f"hand-scene run: {done}{of} frames, {rate:.1f} FPS, {hands} hand samples"
+        try:
+            if self._tty:
+                sys.stderr.write("\r" + line + ("\n" if final else ""))
+            else:
+                sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):  # no usable stderr: progress is optional
+            pass
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Run the ego pipeline offline over a video or image folder and write hands, trajectory, map and overview.
+
+    Outputs are written when the run ends, also after Ctrl-C (exit 130) or an error part-way (which then
+    exits as usual), so the frames processed so far are never lost."""
+    source = _open_run_input(args.input, args.fps, args.max_frames)
+    try:
+        depth_files = _depth_files(args.depth_dir, source) if args.depth_dir is not None else None
+        camera, intrinsics = _run_camera(args, source.height, source.width)
+        # Imported only now, so bad arguments are reported without waiting for the pipeline's imports.
+        from .backends.mediapipe_hands import MediaPipeUnavailableError
+        from .pipelines.ego import EgoConfig, EgoFrame, EgoPipeline
+        from .pipelines.ego_outputs import EgoRecorder
+
+        config = EgoConfig(
+            max_hands=args.max_hands,
+            hand_model=args.hand_model,
+            mano_dir=None if args.mano_dir is None else str(args.mano_dir),
+        )
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} exists and is not a folder")
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"cannot create the output folder {args.out}: {error}") from None
+        try:
+            pipeline = EgoPipeline(config)
+        except MediaPipeUnavailableError as error:
+            raise ValueError(str(error)) from None
+        with pipeline:
+            recorder = EgoRecorder(pipeline.model.name, pipeline.model.num_shape_params)
+            progress = _Progress(source.total)
+            outcome = "complete"
+            start = time.perf_counter()
+            try:
+                for index, stamp_ns, image in source.frames:
+                    depth = None
+                    if depth_files is not None:
+                        if index >= len(depth_files):
+                            raise ValueError(
+                                f"{len(depth_files)} depth files in {args.depth_dir} but the video has more frames"
+                            )
+                        depth = _load_depth_m(depth_files[index], source.height, source.width)
+                    recorder.add(index, pipeline.process(EgoFrame(image, camera, stamp_ns, depth)))
+                    progress.update(recorder.frames, recorder.hand_samples)
+            except KeyboardInterrupt:
+                outcome = "interrupted"
+            except BaseException as error:
+                outcome = f"stopped by an error: {error}"
+                raise
+            finally:
+                wall_s = time.perf_counter() - start
+                progress.update(recorder.frames, recorder.hand_samples, final=True)
+                extra = {
+                    "outcome": outcome,
+                    "input": str(args.input),
+                    "depth_dir": None if args.depth_dir is None else str(args.depth_dir),
+                    "width": source.width,
+                    "height": source.height,
+                    "input_fps": source.fps,
+                    "fps": round(recorder.frames / wall_s, 2) if wall_s > 0 else None,
+                    "wall_s": round(wall_s, 3),
+                    "intrinsics": intrinsics,
+                }
+                written = recorder.write(args.out, pipeline.map.points(), pipeline.map.colors(), extra)
+    finally:
+        source.close()
+    summary = recorder.summary()
+    print(
+        f"hand-scene run: {outcome}: {recorder.frames} frames, {summary['hand_samples']} hand samples in "
+        f"{len(summary['tracks'])} track(s), {extra['fps']} FPS; wrote {', '.join(written)} to {args.out}"
+    )
+    return 130 if outcome == "interrupted" else 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate a pipeline on generated sequences with ground truth and print the metrics."""
     from .pipelines.ego_eval import evaluate_ego
@@ -174,6 +445,34 @@ def _print_report(report: dict, as_json: bool) -> int:
     return 0
 
 
+def _add_intrinsics_arguments(parser: argparse.ArgumentParser) -> None:
+    """--fx/--fy/--cx/--cy, shared by the commands that take one camera's intrinsics on the command line."""
+    for name, what in (
+        ("fx", "focal length x"),
+        ("fy", "focal length y"),
+        ("cx", "principal point x"),
+        ("cy", "principal point y"),
+    ):
+        parser.add_argument(
+            f"--{name}",
+            type=float,
+            default=None,
+            help=f"{what} in pixels (default: fx = fy = the larger image side, a 53° field of "
+            "view; principal point at the image centre)",
+        )
+
+
+def _add_hand_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--hand-model and --mano-dir, shared by the commands that pose a hand model."""
+    parser.add_argument(
+        "--hand-model",
+        choices=("open", "mano"),
+        default="open",
+        help="hand model: the package's open model (default) or MANO (needs --mano-dir)",
+    )
+    parser.add_argument("--mano-dir", type=Path, default=None, help="folder holding MANO_RIGHT/LEFT .pkl or .npz")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="hand-scene", description=__doc__.splitlines()[0])
@@ -182,30 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job on the embedded default and write outputs/")
     demo.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
-    demo.add_argument(
-        "--hand-model",
-        choices=("open", "mano"),
-        default="open",
-        help="hand model: the package's open model (default) or MANO (needs --mano-dir)",
-    )
-    demo.add_argument("--mano-dir", type=Path, default=None, help="folder holding MANO_RIGHT/LEFT .pkl or .npz")
+    _add_hand_model_arguments(demo)
     demo.set_defaults(handler=run_demo)
 
     detect = commands.add_parser("detect", help="detect hands in one image and place them in the camera frame")
     detect.add_argument("image", type=Path, help="colour image (any format Pillow reads)")
-    for name, what in (
-        ("fx", "focal length x"),
-        ("fy", "focal length y"),
-        ("cx", "principal point x"),
-        ("cy", "principal point y"),
-    ):
-        detect.add_argument(
-            f"--{name}",
-            type=float,
-            default=None,
-            help=f"{what} in pixels (default: fx = fy = the larger image side, a 53° field of "
-            "view; principal point at the image centre)",
-        )
+    _add_intrinsics_arguments(detect)
     detect.add_argument(
         "--depth",
         type=Path,
@@ -215,6 +496,33 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--max-hands", type=int, default=2, help="most hands to report (default 2)")
     detect.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     detect.set_defaults(handler=run_detect)
+
+    run = commands.add_parser("run", help="run the ego pipeline over a video or image folder and write its outputs")
+    run.add_argument("input", type=Path, help="video file (any format OpenCV reads) or folder of *.png/*.jpg frames")
+    run.add_argument("--out", type=Path, required=True, help="output folder (created; files in it are replaced)")
+    run.add_argument(
+        "--depth-dir",
+        type=Path,
+        default=None,
+        help="aligned depth per frame: 16-bit PNG millimetres or .npy metres, matched by file stem or by sorted order",
+    )
+    run.add_argument(
+        "--intrinsics",
+        type=Path,
+        default=None,
+        help="camera calibration YAML in the ROS camera_info format (camera_calibration's output)",
+    )
+    _add_intrinsics_arguments(run)
+    run.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate for the stamps (default: the video's own; 30 for image folders)",
+    )
+    run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    run.add_argument("--max-hands", type=int, default=2, help="most hands to track (default 2)")
+    _add_hand_model_arguments(run)
+    run.set_defaults(handler=run_run)
 
     evaluate = commands.add_parser("eval", help="measure a pipeline on synthetic sequences with ground truth")
     evaluate.add_argument("system", choices=("ego",), help="which pipeline")

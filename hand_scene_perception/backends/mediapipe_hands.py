@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Literal
@@ -23,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 from ..core.detections import HandDetection
+from ..core.files import atomic_write
 from ..core.hand_model import HandSide
 
 CACHE_ENV = "HAND_SCENE_CACHE_DIR"
@@ -84,15 +84,9 @@ def ensure_hand_landmarker_bundle(cache_dir: str | Path | None = None) -> Path:
     if target.is_file():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=".hand_landmarker_", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream, zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED) as bundle:
-            for member in sorted(contents):
-                bundle.writestr(zipfile.ZipInfo(member, date_time=_ZIP_DATE), contents[member])
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_write(target) as stream, zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED) as bundle:
+        for member in sorted(contents):
+            bundle.writestr(zipfile.ZipInfo(member, date_time=_ZIP_DATE), contents[member])
     return target
 
 

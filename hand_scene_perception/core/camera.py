@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -395,3 +396,48 @@ class PinholeCamera:
         xy = xy.copy()
         xy[~(err_px <= _FAIL_PX)] = np.nan
         return xy
+
+
+def load_camera_info_yaml(path: str | Path) -> PinholeCamera:
+    """Camera from a calibration YAML in the ROS camera_info format (what camera_calibration writes and
+    camera_info_manager reads), so one calibration file serves the CLI and the robot alike.
+
+    Needs ``image_width``, ``image_height`` and ``camera_matrix.data``; ``distortion_model`` (default
+    plumb_bob), ``distortion_coefficients.data`` and ``projection_matrix.data`` are optional. Errors name
+    the file and the field.
+    """
+    import yaml
+
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"no such intrinsics file: {source}")
+    try:
+        info = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot parse {source} as YAML: {error}") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{source}: expected a camera_info mapping, got {type(info).__name__}")
+
+    def matrix(name: str, required: bool) -> list | None:
+        entry = info.get(name)
+        if entry is None and not required:
+            return None
+        data = entry.get("data") if isinstance(entry, dict) else None
+        if not isinstance(data, list):
+            raise ValueError(f"{source}: field {name}.data is missing or not a list")
+        return data
+
+    for name in ("image_width", "image_height"):
+        if not isinstance(info.get(name), int):
+            raise ValueError(f"{source}: field {name} is missing or not an integer")
+    try:
+        return PinholeCamera.from_camera_info_fields(
+            info["image_width"],
+            info["image_height"],
+            matrix("camera_matrix", required=True),
+            matrix("distortion_coefficients", required=False) or (),
+            str(info.get("distortion_model") or PLUMB_BOB),
+            matrix("projection_matrix", required=False),
+        )
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source}: {error}") from None
