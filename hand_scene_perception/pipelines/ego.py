@@ -39,6 +39,7 @@ from ..core.fitting import FitResult, HandFitter
 from ..core.hand_model import HandModel, HandSide, create_hand_model
 from ..core.hand_model.wrist_frame import wrist_frame_from_joints
 from ..core.hand_state import HandState
+from ..core.images import as_rgb8
 from ..core.mapping import VoxelMap
 from ..core.odometry import MonocularOdometry, OdometryResult, RgbdOdometry
 from ..core.placement import place_hand
@@ -94,7 +95,9 @@ class EgoConfig:
 
 @dataclass(frozen=True)
 class EgoFrame:
-    """One input: RGB (H, W, 3) uint8, its camera, the image stamp, optional aligned depth.
+    """One input: the colour image, its camera, the image stamp, optional aligned depth.
+
+    image_rgb: (H, W, 3) uint8 RGB; grey, RGBA and uint16 colour are converted (core/images.py as_rgb8).
 
     depth: uint16 millimetres or float metres, any resolution (resampled to the colour image), 0/NaN = none.
     """
@@ -247,7 +250,7 @@ class EgoPipeline:
         if rgbd_future is not None:
             odometry = rgbd_future.result()
         else:
-            hand_points = np.array([fit.joints_cam[0] for fit in fits]) if fits else None
+            hand_points = np.array([fit.joints_cam[0] for _, fit in fits]) if fits else None
             odometry = self._mono.track(image, frame.camera, frame.stamp_ns, mask | previous_mask, hand_points)
         if odometry.ok and odometry.metric:
             self._pose = odometry.T_world_camera
@@ -259,7 +262,7 @@ class EgoPipeline:
         timings["odometry"] = 1e3 * (self._clock() - mark)
 
         mark = self._clock()
-        hands = self._track_hands(fits, detections, frame)
+        hands = self._track_hands(fits, frame)
         timings["track"] = 1e3 * (self._clock() - mark)
 
         mark = self._clock()
@@ -283,9 +286,7 @@ class EgoPipeline:
 
     @staticmethod
     def _validated_image(frame: EgoFrame) -> np.ndarray:
-        image = np.asarray(frame.image_rgb)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+        image = as_rgb8(frame.image_rgb)
         if (frame.camera.height, frame.camera.width) != image.shape[:2]:
             camera_size = f"{frame.camera.width}x{frame.camera.height}"
             raise ValueError(f"camera is {camera_size} but the image is {image.shape[1]}x{image.shape[0]}")
@@ -293,7 +294,9 @@ class EgoPipeline:
             raise ValueError(f"stamp must be non-negative nanoseconds, got {frame.stamp_ns}")
         return image
 
-    def _fit_hands(self, detections: list[HandDetection], camera: PinholeCamera, depth: np.ndarray | None) -> list:
+    def _fit_hands(
+        self, detections: list[HandDetection], camera: PinholeCamera, depth: np.ndarray | None
+    ) -> list[tuple[HandDetection, FitResult]]:
         """Place and fit every detection; a hand whose fit fails is dropped (the others go on)."""
         fits: list[FitResult] = []
         for detection in detections:
@@ -307,7 +310,7 @@ class EgoPipeline:
                 continue
             fits.append((detection, fit))
         self._last_fits = [fit for _, fit in fits]
-        return [fit for _, fit in fits]
+        return fits
 
     def _previous_fit(self, side: HandSide, wrist_cam: np.ndarray) -> FitResult | None:
         """Last frame's fit of the same hand: same side, wrist within max_fit_match_m (warm start)."""
@@ -317,17 +320,17 @@ class EgoPipeline:
         best = min(candidates, key=lambda f: float(np.linalg.norm(f.joints_cam[0] - wrist_cam)))
         return best if np.linalg.norm(best.joints_cam[0] - wrist_cam) <= self.config.max_fit_match_m else None
 
-    def _track_hands(self, fits: list[FitResult], detections: list[HandDetection], frame: EgoFrame) -> list[EgoHand]:
+    def _track_hands(self, fits: list[tuple[HandDetection, FitResult]], frame: EgoFrame) -> list[EgoHand]:
         """World-frame tracking and filtering of the fitted model parameters, then one forward pass per hand."""
         pose = self._pose
         observations = []
-        for fit in fits:
+        for detection, fit in fits:
             rotation_world = pose[:3, :3] @ Rotation.from_rotvec(fit.pose[0]).as_matrix()
             wrist_world = pose[:3, :3] @ fit.joints_cam[0] + pose[:3, 3]
             observations.append(
                 HandObservation(
                     side_label=fit.side,
-                    score=float(np.clip(self._score(fit, detections), 0.0, 1.0)),
+                    score=float(np.clip(detection.score, 0.0, 1.0)),
                     position=wrist_world,
                     arrays={
                         "wrist": wrist_world,
@@ -341,8 +344,8 @@ class EgoPipeline:
         camera_from_world = np.linalg.inv(pose)
         hands = []
         for track in tracked:
-            fit = fits[track.observation_index]
-            world = self._posed_state(track, fit, frame)
+            detection, fit = fits[track.observation_index]
+            world = self._posed_state(track, detection.landmarks_px)
             hands.append(
                 EgoHand(
                     track_id=track.track_id,
@@ -355,13 +358,10 @@ class EgoPipeline:
             )
         return hands
 
-    @staticmethod
-    def _score(fit: FitResult, detections: list[HandDetection]) -> float:
-        """Detector score of the detection this fit came from (matched by side; first wins)."""
-        return next((d.score for d in detections if d.side is fit.side), 0.5)
+    def _posed_state(self, track, landmarks_px: np.ndarray) -> HandState:
+        """World-frame HandState from the track's filtered parameters (one model forward pass).
 
-    def _posed_state(self, track, fit: FitResult, frame: EgoFrame) -> HandState:
-        """World-frame HandState from the track's filtered parameters (one model forward pass)."""
+        landmarks_px: this frame's detected 2D landmarks (unfiltered: they are the evidence, in the image)."""
         arrays = track.arrays
         global_rotation = _orthonormal(arrays["rotation"])
         model_pose = np.vstack([Rotation.from_matrix(global_rotation).as_rotvec()[None], arrays["articulation"]])
@@ -381,7 +381,7 @@ class EgoPipeline:
             model_shape=shape,
             model_translation=translation,
             vertices=out.vertices[0] + translation,
-            landmarks_px=None,
+            landmarks_px=landmarks_px,
             image_frame_id="",
         )
 
