@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ..core.arm_mask import arm_pixel_mask
 from ..core.camera import PinholeCamera
 from ..core.contacts import Contact, find_map_contacts, hand_regions
 from ..core.depth import aligned_depth_metres
@@ -46,6 +47,10 @@ from ..core.placement import place_hand
 from ..core.tracking import HandObservation, HandTracker, TrackerConfig
 
 NS_PER_S = 1e9
+# Forearm band masked beyond the wrist, in wrist-to-middle-knuckle lengths: without depth, a guess along the
+# hand's axis that reaches the image border; with depth, only the wrist (core/arm_mask finds the arm itself).
+FOREARM_LENGTHS = 5.0
+FOREARM_LENGTHS_WITH_DEPTH = 1.0
 
 
 class HandDetector(Protocol):
@@ -135,27 +140,36 @@ class EgoResult:
     detections: int = 0
 
 
-def hand_pixel_mask(landmarks: list[np.ndarray], height: int, width: int, margin_px: int) -> np.ndarray:
-    """(H, W) bool mask covering each hand's landmark hull, grown by margin_px and extended down the forearm.
+def hand_pixel_mask(
+    landmarks: list[np.ndarray], height: int, width: int, margin_px: int, forearm_lengths: float = FOREARM_LENGTHS
+) -> np.ndarray:
+    """(H, W) bool mask covering each hand's landmark hull and its forearm, grown by margin_px.
 
-    Hands move independently of the scene, so odometry and mapping must not use these pixels.
-    The forearm continues from the wrist away from the fingers, about one hand length. The margin is
-    added to the hull's corners (a disc of 16 points each) before filling: the hull of the grown corners
-    is the dilated hull, at a fraction of the cost of dilating the whole image.
+    Hands and arms move independently of the scene, so odometry and mapping must not use these pixels.
+    The forearm continues from the wrist away from the fingers as a band as wide as the palm (widened by
+    a third for the sleeve), ``forearm_lengths`` wrist-to-middle-knuckle lengths long: by default far enough
+    to reach the image border in an egocentric view, where the arm enters. The margin is added to each
+    polygon's corners (a disc of 16 points each) before filling: the hull of the grown corners is the
+    dilated polygon, at a fraction of the cost of dilating the whole image.
     """
     mask = np.zeros((height, width), np.uint8)
     angles = np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)
     disc = margin_px * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     for points in landmarks:
         pts = np.asarray(points, np.float64)
-        pts = pts[np.all(np.isfinite(pts), axis=1)]
-        if len(pts) < 3:
+        if pts.shape != (21, 2):
             continue
-        wrist, middle_mcp = pts[0], pts[min(9, len(pts) - 1)]
-        forearm = wrist + (wrist - middle_mcp) * 2.0
-        corners = cv2.convexHull(np.vstack([pts, forearm[None]]).astype(np.float32))[:, 0].astype(np.float64)
-        grown = (corners[:, None, :] + disc[None]).reshape(-1, 2).astype(np.float32)
-        cv2.fillConvexPoly(mask, cv2.convexHull(grown).astype(np.int32), 1)
+        finite = np.all(np.isfinite(pts), axis=1)
+        polygons = [pts[finite]] if finite.sum() >= 3 else []
+        if finite[[0, 5, 9, 17]].all():
+            along = pts[0] - pts[9]
+            across = np.array([-along[1], along[0]]) / max(float(np.linalg.norm(along)), 1e-9)
+            half_width = 0.65 * float(np.linalg.norm(pts[5] - pts[17])) * across
+            far = pts[0] + forearm_lengths * along
+            polygons.append(np.stack([pts[0] + half_width, pts[0] - half_width, far - half_width, far + half_width]))
+        for polygon in polygons:
+            grown = (polygon[:, None, :] + disc[None]).reshape(-1, 2).astype(np.float32)
+            cv2.fillConvexPoly(mask, cv2.convexHull(grown).astype(np.int32), 1)
     return mask.astype(bool)
 
 
@@ -246,7 +260,13 @@ class EgoPipeline:
         timings["fit"] = 1e3 * (self._clock() - mark)
 
         mark = self._clock()
-        mask = hand_pixel_mask([d.landmarks_px for d in detections], height, width, self.config.hand_mask_margin_px)
+        landmarks = [d.landmarks_px for d in detections]
+        if depth is None:
+            mask = hand_pixel_mask(landmarks, height, width, self.config.hand_mask_margin_px)
+        else:
+            mask = hand_pixel_mask(landmarks, height, width, self.config.hand_mask_margin_px,
+                                   FOREARM_LENGTHS_WITH_DEPTH)
+            mask |= arm_pixel_mask(depth, landmarks, frame.camera.fx)
         if rgbd_future is not None:
             odometry = rgbd_future.result()
         else:

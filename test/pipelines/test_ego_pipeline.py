@@ -127,7 +127,9 @@ def test_hand_mask_covers_hand_and_forearm():
     mask = hand_pixel_mask([landmarks], 240, 320, margin_px=5)
     assert mask[70, 160] and mask[50, 175]  # inside the hand
     assert mask[140, 113]  # on the forearm: from the wrist (140, 100) away from the middle MCP (160, 70)
-    assert not mask[20, 300] and not mask[230, 20]
+    assert mask[235, 50]  # ... all the way to the image border, where the arm enters an egocentric view
+    assert not mask[235, 130] and not mask[200, 10]  # beside the forearm band
+    assert not mask[20, 300] and not mask[20, 20]
 
 
 def test_temporal_filter_keeps_hands_smooth(run, frames):
