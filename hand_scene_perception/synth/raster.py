@@ -1,12 +1,13 @@
-"""A small vectorised numpy rasteriser for synthetic ground truth (hands now, scene meshes later).
+"""A small vectorised numpy rasteriser for synthetic ground truth (hands, forearms, scene meshes).
 
 Pinhole camera in the optical frame (DESIGN.md §3): +z forward, +x right, +y down; pixel
-(u, v) = (fx·x/z + cx, fy·y/z + cy) with pixel centres at integer coordinates. Triangles are
-rasterised per bounding box with all (triangle, pixel) candidates evaluated at once in
-numpy; the nearest candidate wins the z-buffer. Depth and vertex attributes are interpolated
-perspective-correctly. Shading is Lambertian plus ambient with a directional light, lit
-two-sided so open scene meshes with mixed winding still shade sensibly. Triangles with any
-vertex closer than ``near`` are skipped (no clipping).
+(u, v) = (fx·x/z + cx, fy·y/z + cy) with pixel centres at integer coordinates. Triangles are scan
+converted all at once in numpy: each triangle's rows are clipped against its three edges, so only
+covered pixels are generated, and the nearest fragment wins a z-buffer that spans the mesh's screen
+bounding box. Depth and vertex attributes are interpolated perspective-correctly. Shading
+(:func:`render_mesh`) is Lambertian plus ambient with a directional light, lit two-sided so open
+scene meshes with mixed winding still shade sensibly. Triangles with any vertex closer than ``near``
+are skipped (no clipping).
 """
 
 from __future__ import annotations
@@ -61,16 +62,6 @@ def look_at(
     return out
 
 
-def _expand_boxes(x0: np.ndarray, y0: np.ndarray, w: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, ...]:
-    """All (triangle, x, y) pixel candidates inside each triangle's integer bounding box."""
-    counts = w * h
-    tri = np.repeat(np.arange(len(counts)), counts)
-    starts = np.cumsum(counts) - counts
-    local = np.arange(counts.sum()) - np.repeat(starts, counts)
-    wt = w[tri]
-    return tri, x0[tri] + local % wt, y0[tri] + local // wt
-
-
 @dataclass(frozen=True)
 class Fragments:
     """The visible surface at each covered pixel, without images: callers that composite several
@@ -85,6 +76,30 @@ class Fragments:
     bary: np.ndarray
 
 
+def _ramp(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., n-1 for every n in ``counts``, concatenated (the offsets of run-length expansion)."""
+    return np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _spans(coef: np.ndarray, tri: np.ndarray, ys: np.ndarray, xmin: np.ndarray, xmax: np.ndarray) -> np.ndarray:
+    """Per (triangle, row) pair, the first and last covered pixel column (R, 2) as floats (last < first: empty).
+
+    Inside a triangle all three barycentric edge functions w_i = a_i·x + b_i·y + c_i are >= 0, so on a
+    row each edge bounds x from one side; the span is the intersection of those half-lines with the
+    triangle's clipped bounding box ``[xmin, xmax]``."""
+    k = coef[tri]
+    a = (k[:, 0], k[:, 3], -k[:, 0] - k[:, 3])
+    d = (k[:, 1] * ys + k[:, 2], k[:, 4] * ys + k[:, 5], 1.0 - (k[:, 1] + k[:, 4]) * ys - k[:, 2] - k[:, 5])
+    lo, hi = xmin[tri].copy(), xmax[tri].copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for ai, di in zip(a, d, strict=True):
+            bound = -di / ai
+            lo = np.where(ai > 0, np.maximum(lo, np.ceil(bound)), lo)
+            hi = np.where(ai < 0, np.minimum(hi, np.floor(bound)), hi)
+            hi = np.where((ai == 0) & (di < 0), lo - 1, hi)  # edge parallel to the row and the row outside
+    return np.stack([lo, hi], 1)
+
+
 def rasterize(
     cam_vertices: np.ndarray,
     faces: np.ndarray,
@@ -95,73 +110,86 @@ def rasterize(
 ) -> Fragments:
     """Z-buffer a triangle mesh given in the camera optical frame into per-pixel fragments.
 
-    Triangles with a vertex closer than ``near`` are skipped; at most ``max_candidates``
-    (triangle, pixel) pairs are held at once. ``cull_back`` skips faces seen from behind (their
-    outward, counter-clockwise winding appears clockwise), which halves the work on closed meshes.
+    Scan conversion: each triangle's rows are intersected with its three edges, so only covered
+    pixels are ever generated (no bounding-box candidates to reject), and the z-buffer spans just
+    the mesh's screen bounding box. Triangles with a vertex closer than ``near`` are skipped; work is
+    chunked so that at most about ``max_candidates`` pixels (bounding-box estimate) are held at once.
+    ``cull_back`` skips faces seen from behind (their outward, counter-clockwise winding appears
+    clockwise), which halves the work on closed meshes.
     """
     if camera.is_distorted or camera.skew:
         raise ValueError("rasterize renders ideal pinhole images: pass a camera without distortion or skew")
     v = np.asarray(cam_vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
+    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     width, height = int(camera.width), int(camera.height)
-    zbuf = np.full(height * width, np.inf)
-    fbuf = np.full(height * width, -1, dtype=np.int64)
-
     z = v[:, 2]
     safe_z = np.where(z > near, z, 1.0)
     px = np.stack([camera.fx * v[:, 0] / safe_z + camera.cx, camera.fy * v[:, 1] / safe_z + camera.cy], 1)
-    keep = np.all(z[f] > near, axis=1)
-    tri_px = px[f]  # (F, 3, 2)
-    x0 = np.maximum(np.ceil(tri_px[..., 0].min(1)), 0).astype(np.int64)
-    x1 = np.minimum(np.floor(tri_px[..., 0].max(1)), width - 1).astype(np.int64)
-    y0 = np.maximum(np.ceil(tri_px[..., 1].min(1)), 0).astype(np.int64)
-    y1 = np.minimum(np.floor(tri_px[..., 1].max(1)), height - 1).astype(np.int64)
-    coef, area = _face_coefficients(tri_px, z[f])
-    keep &= (x1 >= x0) & (y1 >= y0) & (np.abs(area) > 1e-12)
-    if cull_back:
-        keep &= area < 0  # pixel y points down, so front faces have negative signed area
+    a, b, c = px[f[:, 0]], px[f[:, 1]], px[f[:, 2]]
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    # Pixel y points down, so front faces have negative signed area.
+    keep = (area < -1e-12) if cull_back else (np.abs(area) > 1e-12)
+    keep &= (z[f[:, 0]] > near) & (z[f[:, 1]] > near) & (z[f[:, 2]] > near)
+    x0 = np.maximum(np.ceil(np.minimum(np.minimum(a[:, 0], b[:, 0]), c[:, 0])), 0)
+    x1 = np.minimum(np.floor(np.maximum(np.maximum(a[:, 0], b[:, 0]), c[:, 0])), width - 1)
+    y0 = np.maximum(np.ceil(np.minimum(np.minimum(a[:, 1], b[:, 1]), c[:, 1])), 0)
+    y1 = np.minimum(np.floor(np.maximum(np.maximum(a[:, 1], b[:, 1]), c[:, 1])), height - 1)
+    keep &= (x1 >= x0) & (y1 >= y0)
     ids = np.flatnonzero(keep)
-    sizes = (x1 - x0 + 1)[ids] * (y1 - y0 + 1)[ids]
-    # Chunk triangles so the candidate arrays stay bounded.
-    cum = np.cumsum(sizes)
+    if not len(ids):
+        none = np.zeros(0, dtype=np.int64)
+        return Fragments(pixel=none, depth=np.zeros(0), face=none, bary=np.zeros((0, 3)))
+    corner_z = z[f[ids]]
+    coef = _face_coefficients(np.stack([a[ids], b[ids], c[ids]], 1), corner_z)
+    x0, x1 = x0[ids], x1[ids]
+    y0, y1 = y0[ids].astype(np.int64), y1[ids].astype(np.int64)
+    bx0, by0 = int(x0.min()), int(y0.min())
+    box_w = int(x1.max()) - bx0 + 1
+    zbuf = np.full(box_w * (int(y1.max()) - by0 + 1), np.inf)
+    fbuf = np.full(len(zbuf), -1, dtype=np.int64)
+    rows = y1 - y0 + 1
+    cum = np.cumsum(rows * (x1 - x0 + 1))
     start = 0
     while start < len(ids):
         done = cum[start - 1] if start else 0
         stop = max(int(np.searchsorted(cum, done + max_candidates, side="right")), start + 1)
-        chunk = ids[start:stop]
+        tri = np.repeat(np.arange(start, stop), rows[start:stop])
+        ys = _ramp(rows[start:stop]) + y0[tri]
+        span = _spans(coef, tri, ys, x0, x1)
         start = stop
-        tri, xs, ys = _expand_boxes(x0[chunk], y0[chunk], (x1 - x0 + 1)[chunk], (y1 - y0 + 1)[chunk])
-        tri = chunk[tri]
+        n = np.maximum(span[:, 1] - span[:, 0] + 1, 0).astype(np.int64)
+        # Along a span inverse depth and the buffer index grow linearly: expand per-row starts and steps.
         k = coef[tri]
-        w0 = k[:, 0] * xs + k[:, 1] * ys + k[:, 2]
-        w1 = k[:, 3] * xs + k[:, 4] * ys + k[:, 5]
-        inside = (w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)
-        tri, xs, ys, k = tri[inside], xs[inside], ys[inside], k[inside]
-        depth = 1.0 / (k[:, 6] * xs + k[:, 7] * ys + k[:, 8])
-        pix = ys * width + xs
-        # Nearest candidate per pixel (also against earlier chunks); ties keep one of the equals.
+        inv_z0 = k[:, 6] * span[:, 0] + k[:, 7] * ys + k[:, 8]
+        step = _ramp(n)
+        depth = 1.0 / (np.repeat(inv_z0, n) + np.repeat(k[:, 6], n) * step)
+        pix = np.repeat((ys - by0) * box_w + (span[:, 0].astype(np.int64) - bx0), n) + step
+        tri = np.repeat(tri, n)
+        # Nearest fragment per pixel (also against earlier chunks); ties keep one of the equals.
         np.minimum.at(zbuf, pix, depth)
         win = depth == zbuf[pix]
         fbuf[pix[win]] = tri[win]
 
-    pixel = np.flatnonzero(fbuf >= 0)
-    face = fbuf[pixel]
-    # Barycentrics of the winners only, recomputed (cheaper than carrying them per candidate).
-    xs, ys, k = pixel % width, pixel // width, coef[face]
-    w0 = k[:, 0] * xs + k[:, 1] * ys + k[:, 2]
-    w1 = k[:, 3] * xs + k[:, 4] * ys + k[:, 5]
-    screen = np.stack([w0, w1, 1.0 - w0 - w1], 1)
-    depth = zbuf[pixel]
-    return Fragments(pixel=pixel, depth=depth, face=face, bary=screen * depth[:, None] / z[f[face]])
+    local = np.flatnonzero(fbuf >= 0)
+    tri = fbuf[local]
+    xs, ys = local % box_w + bx0, local // box_w + by0
+    # Barycentrics of the winners only, recomputed (cheaper than carrying them per fragment).
+    k = coef[tri]
+    depth = zbuf[local]
+    bary = np.empty((len(tri), 3))
+    bary[:, 0] = k[:, 0] * xs + k[:, 1] * ys + k[:, 2]
+    bary[:, 1] = k[:, 3] * xs + k[:, 4] * ys + k[:, 5]
+    bary[:, 2] = 1.0 - bary[:, 0] - bary[:, 1]
+    bary *= depth[:, None] / corner_z[tri]
+    return Fragments(pixel=ys * width + xs, depth=depth, face=ids[tri], bary=bary)
 
 
-def _face_coefficients(tri_px: np.ndarray, tri_z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per face, the affine screen functions (a·x + b·y + c) of the first two barycentric weights and of
-    inverse depth, (F, 9), so each (face, pixel) candidate costs a few multiply-adds; plus the signed screen area."""
+def _face_coefficients(tri_px: np.ndarray, tri_z: np.ndarray) -> np.ndarray:
+    """Per face (non-degenerate), the affine screen functions (a·x + b·y + c) of the first two barycentric
+    weights and of inverse depth, (F, 9), so each (face, pixel) fragment costs a few multiply-adds."""
     a, b, c = tri_px[:, 0], tri_px[:, 1], tri_px[:, 2]
     area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    valid = np.abs(area) > 1e-12
-    inv = 1.0 / np.where(valid, area, 1.0)
+    inv = 1.0 / area
     coef = np.empty((len(tri_px), 9))
     for row, (p, q) in enumerate(((b, c), (c, a))):
         coef[:, 3 * row] = (p[:, 1] - q[:, 1]) * inv
@@ -172,7 +200,7 @@ def _face_coefficients(tri_px: np.ndarray, tri_z: np.ndarray) -> tuple[np.ndarra
     d0, d1 = inv_z[:, 0] - inv_z[:, 2], inv_z[:, 1] - inv_z[:, 2]
     coef[:, 6:9] = coef[:, 0:3] * d0[:, None] + coef[:, 3:6] * d1[:, None]
     coef[:, 8] += inv_z[:, 2]
-    return coef, area
+    return coef
 
 
 def render_mesh(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hand_scene_perception.core.camera import PinholeCamera
-from hand_scene_perception.synth.raster import look_at, render_mesh
+from hand_scene_perception.synth.raster import look_at, rasterize, render_mesh
 
 CAM = PinholeCamera(fx=100.0, fy=120.0, cx=32.0, cy=24.0, width=64, height=48)
 
@@ -78,3 +78,20 @@ def test_triangles_behind_camera_are_skipped():
     verts = np.array([[-0.1, -0.1, -1.0], [0.1, -0.1, -1.0], [0.0, 0.1, -1.0]])
     out = render_mesh(verts, np.array([[0, 1, 2]]), CAM)
     assert not out.mask.any()
+
+
+def test_chunked_scan_conversion_matches_one_pass_and_culls_back_faces():
+    rng = np.random.default_rng(3)
+    centres = rng.uniform([-0.3, -0.2, 1.0], [0.3, 0.2, 2.0], (40, 1, 3))
+    verts = (centres + rng.normal(0, 0.08, (40, 3, 3))).reshape(-1, 3)
+    faces = np.arange(len(verts)).reshape(-1, 3)
+    whole = rasterize(verts, faces, CAM)
+    chunked = rasterize(verts, faces, CAM, max_candidates=50)
+    np.testing.assert_array_equal(whole.pixel, chunked.pixel)
+    np.testing.assert_array_equal(whole.face, chunked.face)
+    np.testing.assert_allclose(whole.bary.sum(1), 1.0, atol=1e-9)
+    front = rasterize(verts, faces, CAM, cull_back=True)
+    back = rasterize(verts, faces[:, ::-1], CAM, cull_back=True)
+    # Every face is front-facing in exactly one winding, so the two culled passes split the faces.
+    assert not set(front.face) & set(back.face)
+    assert set(front.face) | set(back.face) == set(whole.face)

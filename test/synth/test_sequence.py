@@ -10,9 +10,11 @@ from scipy.spatial.transform import Rotation
 
 from hand_scene_perception.core.hand_model.base import HandSide
 from hand_scene_perception.core.hand_model.open_model import OpenHandModel
+from hand_scene_perception.synth.raster import rasterize
 from hand_scene_perception.synth.sequence import (
     ARM_LABEL,
     SEGMENTATION_LABELS,
+    SyntheticSequence,
     default_camera,
     generate_sequence,
     preview_image,
@@ -119,3 +121,35 @@ def test_save_and_preview(frames, tmp_path):
     np.testing.assert_allclose(depth_mm / 1000.0, frames[1].depth, atol=6e-4)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "segmentation" / "00000.png")), frames[0].segmentation)
     assert preview_image(frames[:2]).size == (3 * 100, 2 * 75)
+
+
+def test_forearms_are_drawn_but_stay_out_of_the_hand_ground_truth(model):
+    sequence = SyntheticSequence(11, num_hands=2, camera=CAM, fps=10.0, model=model)
+    frames = list(sequence.frames(6))
+    arm_pixels = 0
+    for frame in frames:
+        c2w = frame.T_world_camera
+        w2c = np.linalg.inv(c2w)
+        arm = frame.segmentation == ARM_LABEL
+        arm_pixels += arm.sum()
+        arm_depth = np.full(frame.depth.shape, np.inf)
+        for animator, h in zip(sequence.hands, frame.hands, strict=True):
+            # Ground truth is the whole hand model (stub behind the wrist included), not the drawn forearm.
+            posed = model.forward(
+                h.pose[None].astype(np.float32),
+                h.shape[None].astype(np.float32),
+                side=h.side,
+                transl=h.joints_world[:1].astype(np.float32),
+            )
+            np.testing.assert_allclose(h.vertices_world, posed.vertices[0], atol=1e-5)
+            np.testing.assert_allclose(h.joints_world, posed.joints[0], atol=1e-5)
+            tube = animator.arm_vertices(h.joints_world[0], Rotation.from_rotvec(h.pose[0]).as_matrix())
+            frags = rasterize(tube @ w2c[:3, :3].T + w2c[:3, 3], animator.arm_faces, frame.camera, cull_back=True)
+            ys, xs = np.divmod(frags.pixel, frame.camera.width)
+            arm_depth[ys, xs] = np.minimum(arm_depth[ys, xs], frags.depth)
+        # Forearm pixels carry the forearm's own depth, never a hand's or the scene's.
+        np.testing.assert_allclose(frame.depth[arm], arm_depth[arm], rtol=1e-5)
+        # Hand pixels are never forearm surface in front of the hand.
+        hand = (frame.segmentation == 1) | (frame.segmentation == 2)
+        assert np.all(frame.depth[hand] <= arm_depth[hand] + 1e-6)
+    assert arm_pixels > 0
