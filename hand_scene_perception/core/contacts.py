@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .hand_model.base import HandModel
 from .hand_model.side import HandSide
 from .mapping import VoxelMap
+
+if TYPE_CHECKING:  # base.py imports torch; contacts (and the ROS conversions using them) must not
+    from .hand_model.base import HandModel
 
 REGIONS: tuple[str, ...] = ("palm", "thumb_tip", "index_tip", "middle_tip", "ring_tip", "pinky_tip", "finger")
 _TIP_JOINTS = (4, 8, 12, 16, 20)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse
@@ -40,6 +41,19 @@ _HEADROOM = 1.5
 _MIN_TABLE_BITS = 12
 # Columns of the per-voxel data rows.
 _POS, _NRM, _COL = slice(0, 3), slice(3, 6), slice(6, 9)
+
+
+@dataclass(frozen=True)
+class FrameCloud:
+    """One observed RGB-D frame in the world (:meth:`VoxelMap.observe`), waiting to be fused.
+
+    values: (P, 9) float32 rows of position, normal, colour of the valid-depth pixels of the strided grid;
+    pixels: (P,) their flat index in that grid (grid_shape), so a mask can be applied later."""
+
+    values: np.ndarray
+    pixels: np.ndarray
+    grid_shape: tuple[int, int]
+    stride: int
 
 
 class VoxelMap:
@@ -123,6 +137,15 @@ class VoxelMap:
     ) -> int:
         """Add one RGB-D frame (every ``stride``-th pixel); ``mask_ignore`` True = skip (hands). Returns the
         number of points integrated."""
+        return self.fuse(self.observe(depth_m, image_rgb, camera, T_world_camera, stride), mask_ignore)
+
+    def observe(
+        self, depth_m: np.ndarray, image_rgb: np.ndarray, camera: PinholeCamera, T_world_camera: np.ndarray,
+        stride: int = 2,
+    ) -> FrameCloud:
+        """The first half of :meth:`integrate`: a frame's points, normals and colours in the world, not yet
+        masked or fused. It needs no mask, so it can run while the hands are still being detected; it reads
+        only the ray cache, never the voxels."""
         depth = np.asarray(depth_m, dtype=np.float32)
         image = np.asarray(image_rgb)
         if depth.shape != (camera.height, camera.width) or image.shape[:2] != depth.shape:
@@ -134,23 +157,33 @@ class VoxelMap:
         rays, pixels = self._ray_grid(camera, stride)
         grid = rays * z  # (3, h, w) camera-frame points
         valid = (z > 0) & (z < self.max_depth_m)
-        if mask_ignore is not None:
-            valid &= ~np.asarray(mask_ignore, dtype=bool)[::stride, ::stride]
         idx = np.flatnonzero(valid)
-        if not len(idx):
-            return 0
-        T = np.asarray(T_world_camera, dtype=np.float64)
-        rotate = np.zeros((6, 6), np.float32)  # points and normals in one product
-        rotate[:3, :3] = rotate[3:, 3:] = T[:3, :3]
-        local = np.take(np.concatenate([grid, _grid_normals(grid)]).reshape(6, -1), idx, axis=1)
-        world = rotate @ local  # (6, P): rows of positions, then normals
-        world[:3] += T[:3, 3, None].astype(np.float32)
-        colours = np.take(image.reshape(-1, image.shape[2] if image.ndim == 3 else 1), pixels[idx], axis=0)
         values = np.empty((len(idx), 9), np.float32)
-        values[:, :6] = world.T
-        values[:, _COL] = colours[:, :3]
-        self._merge(world[:3], values)
-        return len(idx)
+        if len(idx):
+            T = np.asarray(T_world_camera, dtype=np.float64)
+            rotate = np.zeros((6, 6), np.float32)  # points and normals in one product
+            rotate[:3, :3] = rotate[3:, 3:] = T[:3, :3]
+            local = np.take(np.concatenate([grid, _grid_normals(grid)]).reshape(6, -1), idx, axis=1)
+            world = rotate @ local  # (6, P): rows of positions, then normals
+            world[:3] += T[:3, 3, None].astype(np.float32)
+            colours = np.take(image.reshape(-1, image.shape[2] if image.ndim == 3 else 1), pixels[idx], axis=0)
+            values[:, :6] = world.T
+            values[:, _COL] = colours[:, :3]
+        return FrameCloud(values, idx, z.shape, stride)
+
+    def fuse(self, cloud: FrameCloud, mask_ignore: np.ndarray | None = None) -> int:
+        """The second half of :meth:`integrate`: drop the masked pixels (True = skip) and blend the rest into
+        the voxels. Returns the number of points fused."""
+        values = cloud.values
+        if mask_ignore is not None:
+            keep = ~np.asarray(mask_ignore, dtype=bool)[:: cloud.stride, :: cloud.stride]
+            if keep.shape != cloud.grid_shape:
+                raise ValueError(f"mask_ignore does not match the observed frame's size (stride {cloud.stride})")
+            values = values[keep.reshape(-1)[cloud.pixels]]
+        if not len(values):
+            return 0
+        self._merge(np.ascontiguousarray(values[:, _POS].T), values)
+        return len(values)
 
     # ------------------------------------------------------------------ internals
 

@@ -314,6 +314,8 @@ class RgbdOdometry:
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 # A descriptor farther than this (bits of 256) from a map point's is not that point.
 _MAX_HAMMING = 64
+# Status suffix of a monocular result whose scale is not known yet.
+_VO_UNITS = " (scale unknown: VO units)"
 # Hand-position noise (fit error, tremor) assumed by the scale estimate (m).
 _SCALE_NOISE_M = 0.02
 
@@ -552,7 +554,30 @@ class MonocularOdometry:
         metric_points_cam: np.ndarray | None = None,
     ) -> OdometryResult:
         """Pose of this frame; ``mask`` True = ignore (hands); ``metric_points_cam`` (K, 3) metric hand points
-        in this camera's frame (any K ≥ 1; their centroid is the scale hint), or None."""
+        in this camera's frame (any K ≥ 1; their centroid is the scale hint), or None (see :meth:`add_scale_hint`)."""
+        result = self._track(image_rgb, camera, stamp_ns, mask)
+        self._latest_stamp = stamp_ns
+        return self.add_scale_hint(result, metric_points_cam)
+
+    def add_scale_hint(self, result: OdometryResult, metric_points_cam: np.ndarray | None) -> OdometryResult:
+        """The latest frame's ``result`` with its metric hand points added to the scale estimate afterwards.
+
+        Why: tracking need not wait for the hands. The ego pipeline tracks a frame concurrently with hand
+        detection and adds the placed hands when they are known; the returned result is then the same as
+        ``track(..., metric_points_cam)`` would have given. Only a frame tracked against the map (not a lost or
+        initialising one) takes a hint; ``result`` must be the latest one :meth:`track` returned."""
+        if result.stamp_ns != self._latest_stamp:
+            raise ValueError("add_scale_hint takes the result of the latest tracked frame")
+        if metric_points_cam is None or not self._hint_open:
+            return result
+        self._hint_open = False
+        self._add_scale_sample(metric_points_cam)
+        status = result.status.removesuffix(_VO_UNITS)
+        return self._result(result.ok, result.inliers, status, result.stamp_ns, result.keyframe)
+
+    def _track(self, image_rgb: np.ndarray, camera: PinholeCamera, stamp_ns: int, mask: np.ndarray | None
+               ) -> OdometryResult:
+        self._hint_open = False
         gray = _gray(image_rgb)
         pixels, descriptors = self._tracker.detect(gray, _check_mask(mask, gray.shape))
         colors = _sample_colors(image_rgb, pixels)
@@ -571,7 +596,7 @@ class MonocularOdometry:
         self._velocity = inverse_matrices(self._vo_pose) @ pose
         self._vo_pose = pose
         self._map.last_seen[ids] = self._frame
-        self._add_scale_sample(metric_points_cam)
+        self._hint_open = True
         made = False
         if self._wants_keyframe(pose, ids):
             point_ids = np.full(len(pixels), -1, np.int64)
@@ -596,6 +621,8 @@ class MonocularOdometry:
         self._keyframe_frame = 0
         self._keyframe_inliers = 0
         self._local_count = 0
+        self._latest_stamp: int | None = None
+        self._hint_open = False
 
     def _gate(self, camera: PinholeCamera) -> float:
         """The PnP reprojection threshold in normalised units, reused to accept triangulated points."""
@@ -609,7 +636,7 @@ class MonocularOdometry:
     def _result(self, ok: bool, inliers: int, status: str, stamp_ns: int, keyframe: bool = False) -> OdometryResult:
         metric = self._scale is not None
         if not metric and ok:
-            status += " (scale unknown: VO units)"
+            status += _VO_UNITS
         return OdometryResult(self._output_pose(), ok, inliers, status, stamp_ns, keyframe, metric)
 
     def _initialise(

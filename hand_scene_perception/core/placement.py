@@ -28,6 +28,23 @@ Method (chosen for speed and robustness, numpy only):
    of measured to predicted skin depth (median, then MAD outlier rejection, so an object in front of a
    knuckle does not drag the hand) scales the whole hand about the camera centre: reprojections stay
    exactly as they were while the metric distance (and so the hand's true size) comes from the sensor.
+4. **Palm tilt** (with depth): the detector's hand-centred 3D landmarks are its weakest output, and the
+   palm's tilt along the hand's axis is among what they get most wrong (on synthetic RGB-D sequences the
+   wrist was its worst joint, ~3 cm off, mostly in depth, while the knuckles sat right). Step 3 pins the
+   knuckles; the skin midway between the wrist and each knuckle (over the metacarpals, seen from the back
+   and the front alike) is sampled and compared with where it should be (``MID_PALM_SKIN_DEPTH_M``, seen at
+   an angle as in step 3; an edge-on palm is left alone). The median disagreement beyond the skin model's
+   own accuracy, doubled (the knuckle end is pinned), slides the wrist along its viewing ray.
+
+**Hand size without depth.** With no sensor, the distance is the hand's metric size against its 2D extent,
+so the size decides it. A detector's per-frame metric size can be much less certain than how much adult
+hands differ: MediaPipe's world landmarks on synthetic sequences give a palm size off by ±30 % per frame and
+uncorrelated with the true size (r = -0.1), while adult hand sizes vary by about ±7 %. ``size_sigma`` (the
+detector's relative size uncertainty) fuses the two as independent Gaussians in log size: the local joints
+are rescaled to the inverse-variance-weighted mean of their own palm size and the average hand's
+(``MEAN_PALM_SIZE_M``, the open hand model's rest palm, ``HAND_SIZE_SIGMA``). ``size_sigma=0`` (a detector
+with exact metric output, e.g. oracle landmarks) keeps the detector's size. With depth the sensor then fixes
+the size (step 3); the fused size is what an edge-on view's coarse depth bound is centred on.
 """
 
 from __future__ import annotations
@@ -38,7 +55,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import PinholeCamera
-from .hand_model import NUM_JOINTS, HandSide
+from .hand_model import NUM_JOINTS, HandSide, model_to_mediapipe
+from .hand_model.open_model import rest_skeleton
 from .hand_model.wrist_frame import wrist_frame_from_joints
 
 _MAX_LM_ITERATIONS = 30
@@ -61,6 +79,28 @@ EDGE_ON_SKIN_DEPTH_M = 0.03
 # Relative accuracy of that edge-on prediction (measured on synthetic renders with exact landmarks).
 EDGE_ON_SCALE_TOLERANCE = 0.1
 _MAD_TO_SIGMA = 1.4826
+# Palm size: the summed lengths of these joint pairs (wrist to index, middle and little MCP, index to little
+# MCP), rigid whatever the fingers do. The average adult hand's (the open model's rest palm, about 0.30 m)
+# and the relative spread of adult hand sizes (hand length and breadth vary by about 5-8 % between adults).
+PALM_EDGES = ((0, 5), (0, 9), (0, 17), (5, 17))
+
+
+def palm_size_m(joints: np.ndarray) -> float:
+    """Summed lengths of the ``PALM_EDGES`` of (21, 3) joints in product order, metres."""
+    a, b = np.array(PALM_EDGES).T
+    return float(np.linalg.norm(joints[a] - joints[b], axis=1).sum())
+
+
+MEAN_PALM_SIZE_M = palm_size_m(model_to_mediapipe(rest_skeleton()))
+HAND_SIZE_SIGMA = 0.07
+# Palm tilt (step 4): how deep the line from the wrist joint to a knuckle lies under the skin midway (over the
+# metacarpal), metres: thin on the back (bone, tendon), padded on the palm; the open hand model's mesh has
+# 10 / 19 mm there. Disagreements within PALM_DEPTH_TOLERANCE_M are that model's own accuracy (posed hands bulge
+# by a few mm) and change nothing; beyond PALM_DEPTH_GATE_M a sample is not the palm (a curled finger over it,
+# background, an object).
+MID_PALM_SKIN_DEPTH_M = {"dorsal": 0.010, "palmar": 0.019}
+PALM_DEPTH_TOLERANCE_M = 0.01
+PALM_DEPTH_GATE_M = 0.03
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +109,9 @@ class HandPlacement:
 
     joints_cam_m: (21, 3) metres, product joint order. wrist_pose: (4, 4) T_camera_wrist (DESIGN.md §3 wrist
     frame). rotation, translation: the rigid map from the input local joints (before ``scale``) to the camera.
-    scale: 1 without depth; with depth, how much larger the hand is than the local joints said.
+    scale: 1 without depth; with depth, how much larger the hand is than the (size-fused) local joints said.
+    size_scale: the size fusion's factor on the input local joints (1 with ``size_sigma=0``); rotation and
+    translation map the input local joints times size_scale.
     reprojection_error_px: mean pixel distance between projected joints and the landmarks used.
     depth_inliers: landmarks whose depth agreed (0 when no depth was used).
     """
@@ -81,6 +123,7 @@ class HandPlacement:
     scale: float
     reprojection_error_px: float
     depth_inliers: int
+    size_scale: float = 1.0
 
 
 def place_hand(
@@ -93,6 +136,7 @@ def place_hand(
     refine_rotation: bool = True,
     initial_rotation: np.ndarray | None = None,
     huber_px: float = 3.0,
+    size_sigma: float = 0.0,
 ) -> HandPlacement:
     """Place one hand metrically in the camera frame (see the module notes for the method).
 
@@ -100,6 +144,7 @@ def place_hand(
     local_joints_m: (21, 3) metric hand-centred joints, camera-aligned up to ``initial_rotation`` (identity).
     depth_m: optional (H, W) depth in metres aligned to the colour image of ``camera``'s size.
     huber_px: residual beyond which a landmark's weight falls off (robust to a few bad landmarks).
+    size_sigma: relative uncertainty of local_joints_m's metric size (module notes: hand size); 0 trusts it.
     """
     pixels = np.asarray(landmarks_px, dtype=np.float64)
     local = np.asarray(local_joints_m, dtype=np.float64)
@@ -109,6 +154,10 @@ def place_hand(
         raise ValueError(f"local_joints_m must be finite with shape ({NUM_JOINTS}, 3), got {local.shape}")
     if huber_px <= 0:
         raise ValueError(f"huber_px must be positive, got {huber_px}")
+    if not (np.isfinite(size_sigma) and size_sigma >= 0):
+        raise ValueError(f"size_sigma must be >= 0, got {size_sigma}")
+    size_scale = fused_size_scale(local, size_sigma)
+    local = local * size_scale
     rotation = np.eye(3) if initial_rotation is None else np.asarray(initial_rotation, dtype=np.float64)
     if rotation.shape != (3, 3) or not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6):
         raise ValueError("initial_rotation must be a 3x3 rotation matrix")
@@ -128,6 +177,8 @@ def place_hand(
     if depth_m is not None:
         scale, inliers = _depth_scale(camera, pixels, joints, depth_m, HandSide.parse(side))
         joints = joints * scale
+        if inliers:
+            joints = _tilt_palm_to_depth(pixels, joints, depth_m, HandSide.parse(side))
     error = np.linalg.norm(camera.project(joints[valid]) - pixels[valid], axis=1).mean()
     return HandPlacement(
         joints_cam_m=joints,
@@ -137,7 +188,18 @@ def place_hand(
         scale=float(scale),
         reprojection_error_px=float(error),
         depth_inliers=int(inliers),
+        size_scale=size_scale,
     )
+
+
+def fused_size_scale(local_joints_m: np.ndarray, size_sigma: float) -> float:
+    """Factor taking the local joints' palm size to its fusion with the average hand's (module notes)."""
+    size = palm_size_m(local_joints_m)
+    if size_sigma == 0 or not size > 0:
+        return 1.0
+    w_detector, w_prior = 1.0 / size_sigma**2, 1.0 / HAND_SIZE_SIGMA**2
+    fused = (w_detector * np.log(size) + w_prior * np.log(MEAN_PALM_SIZE_M)) / (w_detector + w_prior)
+    return float(np.exp(fused) / size)
 
 
 def solve_translation(normalised_xy: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -260,6 +322,28 @@ def predicted_skin_depth(joints: np.ndarray, side: HandSide) -> tuple[np.ndarray
     edge_on = np.abs(facing) < _MIN_VIEW_COSINE
     along_ray = np.where(edge_on, EDGE_ON_SKIN_DEPTH_M, skin / np.maximum(np.abs(facing), 1e-9))
     return palm[:, 2] - along_ray * rays[:, 2], edge_on
+
+
+def _tilt_palm_to_depth(pixels: np.ndarray, joints: np.ndarray, depth_m: np.ndarray, side: HandSide) -> np.ndarray:
+    """Correct the wrist's depth from the palm's skin midway between it and the knuckles (module notes, step 4)."""
+    mcps = list(DEPTH_JOINTS)
+    mid = 0.5 * (joints[0] + joints[mcps])
+    measured = sample_depth(depth_m, 0.5 * (pixels[0] + pixels[mcps]))
+    dorsal = wrist_frame_from_joints(joints, side)[:3, 2]
+    rays = mid / np.linalg.norm(mid, axis=1, keepdims=True)
+    facing = rays @ dorsal
+    skin = np.where(facing < 0, MID_PALM_SKIN_DEPTH_M["dorsal"], MID_PALM_SKIN_DEPTH_M["palmar"])
+    predicted = mid[:, 2] - skin / np.maximum(np.abs(facing), _MIN_VIEW_COSINE) * rays[:, 2]
+    delta = measured - predicted
+    with np.errstate(invalid="ignore"):
+        delta = delta[(np.abs(facing) >= _MIN_VIEW_COSINE) & (np.abs(delta) <= PALM_DEPTH_GATE_M)]
+    if delta.size < 2:
+        return joints
+    median = float(np.median(delta))
+    shift = 2.0 * np.sign(median) * max(abs(median) - PALM_DEPTH_TOLERANCE_M, 0.0)
+    out = joints.copy()
+    out[0] *= (joints[0, 2] + shift) / joints[0, 2]
+    return out
 
 
 def _depth_scale(camera, pixels, joints, depth_m, side):

@@ -114,7 +114,8 @@ class TrackerConfig:
     """Tracker settings; the module docstring explains each rule they tune.
 
     filters: One-Euro settings per array key; keys not listed use ``default_filter`` (tuned for
-    metres; give radian-valued keys such as "pose" their own entry).
+    metres; give radian-valued keys such as "pose" their own entry); None passes a key through unfiltered
+    (for a quantity its producer already smooths, where a second filter would only add lag).
     velocity_cutoff_hz: low-pass on the wrist velocity used for prediction.
     """
 
@@ -130,7 +131,7 @@ class TrackerConfig:
     velocity_cutoff_hz: float = 3.0
     output_coasting: bool = False
     default_filter: OneEuroParams = DEFAULT_POSITION_FILTER
-    filters: Mapping[str, OneEuroParams] = field(default_factory=dict)
+    filters: Mapping[str, OneEuroParams | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Reject settings that would silently disable a rule."""
@@ -194,13 +195,16 @@ class _Track:
         self.votes_s = time_s
         self.score = observation.score
         self.frames_seen += 1
-        self.arrays = {key: self._filter(key)(value, time_s) for key, value in observation.arrays.items()}
+        self.arrays = {key: self._filtered(key, value, time_s) for key, value in observation.arrays.items()}
 
-    def _filter(self, key: str) -> OneEuroFilter:
-        """This track's filter for one array key, created on first use with the key's settings."""
+    def _filtered(self, key: str, value: np.ndarray, time_s: float) -> np.ndarray:
+        """One array through this track's filter for its key (created on first use); as is for a key set to None."""
         if key not in self.filters:
-            self.filters[key] = OneEuroFilter.from_params(self.config.filters.get(key, self.config.default_filter))
-        return self.filters[key]
+            params = self.config.filters.get(key, self.config.default_filter)
+            if params is None:
+                return value.copy()
+            self.filters[key] = OneEuroFilter.from_params(params)
+        return self.filters[key](value, time_s)
 
     def voted_side(self) -> tuple[HandSide, float]:
         """Side with the larger decayed vote (the current side on a tie) and the vote margin."""

@@ -2,17 +2,24 @@
 
 Per frame, in this order:
 1. Odometry and hand detection run concurrently (OpenCV and MediaPipe both release the GIL, and
-   this machine has two cores): odometry masks out the previous frame's hands, dilated, since it
-   cannot wait for this frame's detections. With depth: RGB-D odometry; without: monocular
-   odometry whose metric scale comes from the hands placed in step 2.
+   this machine has two cores; MediaPipe keeps to one): odometry masks out the previous frame's
+   hands, dilated, since it cannot wait for this frame's detections. With depth: RGB-D odometry,
+   then the frame's points are put into the world at the tracked pose (the mask-free half of map
+   fusion); without: monocular odometry whose metric scale comes from the hands placed in step 2
+   (added to it once they are placed).
 2. Each detected hand is placed metrically in the camera frame (intrinsics, depth when present)
    and the hand model is fitted to it (warm-started from the same hand's previous fit).
 3. The fits are moved into the world frame, associated to tracks (stable ids, voted sides) and
    temporally filtered; filtering acts on the model parameters (global rotation, articulation,
-   shape, wrist position) and the mesh is posed again from the filtered parameters, so joints,
-   vertices and the published parameters always agree.
-4. With depth, the frame's non-hand pixels are fused into the coloured voxel map, and contacts
-   between the hand meshes and the map are found.
+   wrist position; the shape is the fitter's running average) and the mesh is posed again from the
+   filtered parameters, so joints, vertices and the published parameters always agree.
+4. With depth, the frame's non-hand points are fused into the coloured voxel map (on the worker,
+   during steps 2-3), and contacts between the hand meshes and the map are found.
+
+:meth:`EgoPipeline.process` returns a frame's result before it takes the next frame.
+:meth:`EgoPipeline.process_stream` gives the same results one frame later, and in exchange hands
+frame t+1 to the detector while steps 2-4 of frame t run, so the detector's core never waits on the
+rest of the pipeline: the choice for throughput (bags, files), measured by ``hand-scene bench ego``.
 
 World frame: the first camera pose of a session (or ``EgoConfig.initial_pose``); a time jump
 backwards (bag loop) or :meth:`EgoPipeline.reset` starts a new session.
@@ -21,8 +28,8 @@ backwards (bag loop) or :meth:`EgoPipeline.reset` starts a new session.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,7 +48,7 @@ from ..core.hand_model import HandModel, HandSide, create_hand_model
 from ..core.hand_model.wrist_frame import wrist_frame_from_joints
 from ..core.hand_state import HandState
 from ..core.images import as_rgb8
-from ..core.mapping import VoxelMap
+from ..core.mapping import FrameCloud, VoxelMap
 from ..core.odometry import MonocularOdometry, OdometryResult, RgbdOdometry
 from ..core.placement import place_hand
 from ..core.tracking import HandObservation, HandTracker, TrackerConfig
@@ -51,6 +58,9 @@ NS_PER_S = 1e9
 # hand's axis that reaches the image border; with depth, only the wrist (core/arm_mask finds the arm itself).
 FOREARM_LENGTHS = 5.0
 FOREARM_LENGTHS_WITH_DEPTH = 1.0
+# The embedded MediaPipe's metric hand size: per-frame palm size ±30 %, uncorrelated with the true size
+# (synthetic sequences, r = -0.1), so placement leans on the average hand (core/placement.py, hand size).
+EMBEDDED_SIZE_SIGMA = 0.3
 
 
 class HandDetector(Protocol):
@@ -74,6 +84,9 @@ class EgoConfig:
     contact_threshold_m: float = 0.01
     hand_mask_margin_px: int = 20
     max_fit_match_m: float = 0.12
+    # Relative uncertainty of the detector's metric hand size (core/placement.py, hand size); None: the
+    # detector's own ``metric_size_sigma`` attribute, else EMBEDDED_SIZE_SIGMA; 0 trusts the detector's size.
+    detector_size_sigma: float | None = None
     initial_pose: np.ndarray | None = None
     tracker: TrackerConfig = field(
         default_factory=lambda: TrackerConfig(
@@ -81,8 +94,10 @@ class EgoConfig:
                 # Radian-valued keys: a 3 rad/s finger motion opens the cutoff to about 5 Hz.
                 "rotation": OneEuroParams(min_cutoff=1.0, beta=1.5),
                 "articulation": OneEuroParams(min_cutoff=1.0, beta=1.5),
-                # A person's hand shape does not change: smooth hard.
-                "shape": OneEuroParams(min_cutoff=0.05, beta=0.0),
+                # The fitter already keeps a running average of the shape (core/fitting.py shape_rate), and
+                # the articulation is fitted with that shape: a second, slower filter here held the first
+                # frames' noisy shape and posed the filtered angles on other bones (+5 mm C-MPJPE).
+                "shape": None,
             }
         )
     )
@@ -94,6 +109,8 @@ class EgoConfig:
         for name in ("voxel_size_m", "contact_threshold_m", "max_fit_match_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.detector_size_sigma is not None and not self.detector_size_sigma >= 0:
+            raise ValueError(f"detector_size_sigma must be >= 0, got {self.detector_size_sigma}")
         if self.max_voxels < 1 or self.map_stride < 1 or self.hand_mask_margin_px < 0:
             raise ValueError("max_voxels and map_stride must be >= 1 and hand_mask_margin_px >= 0")
 
@@ -138,6 +155,19 @@ class EgoResult:
     timings_ms: dict[str, float]
     session_reset: str | None = None
     detections: int = 0
+
+
+@dataclass
+class _Started:
+    """A frame handed to the detector: its validated inputs and the jobs under way for it."""
+
+    frame: EgoFrame
+    image: np.ndarray
+    depth: np.ndarray | None
+    session_reset: str | None
+    start: float
+    detections: Future
+    odometry: Future | None = None
 
 
 def hand_pixel_mask(
@@ -200,10 +230,15 @@ class EgoPipeline:
 
             detector = MediaPipeHandDetector(max_hands=self.config.max_hands, mode="video")
         self.detector = detector
+        self._size_sigma = self.config.detector_size_sigma
+        if self._size_sigma is None:
+            self._size_sigma = float(getattr(detector, "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
         self.fitter = HandFitter(self.model)
         self.map = VoxelMap(self.config.voxel_size_m, self.config.max_voxels)
         self._regions = {side: hand_regions(self.model, side) for side in HandSide}
         self._clock = clock
+        # One thread for the detector (its calls must stay in order) and one for odometry and map fusion.
+        self._detection_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ego-detect")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ego-odometry")
         self._rgbd = RgbdOdometry(initial_pose=self.config.initial_pose)
         self._mono = MonocularOdometry(initial_pose=self.config.initial_pose)
@@ -222,6 +257,7 @@ class EgoPipeline:
 
     def close(self) -> None:
         """Release the worker thread and the detector."""
+        self._detection_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         close = getattr(self.detector, "close", None)
         if close is not None:
@@ -237,6 +273,46 @@ class EgoPipeline:
 
     def process(self, frame: EgoFrame) -> EgoResult:
         """Run one frame through every stage; bad input raises ValueError before any state changes."""
+        started = self._start(frame)
+        self._submit_odometry(started)
+        return self._finish(started)
+
+    def process_stream(self, frames: Iterable[EgoFrame]) -> Iterator[EgoResult]:
+        """Results of a stream of frames, in order, one frame behind: for throughput (bags, files, replays).
+
+        While frame t's hands are fitted, tracked and mapped, frame t+1 is already in the detector, so the
+        detector's core never idles. Every result equals what :meth:`process` gives for the same frames (the
+        stages run in the same order on the same inputs); a result comes out once the next frame has come in
+        (or the stream has ended). A time jump backwards finishes the pending frame before the new session;
+        a stream left early still completes the frame under way, so the pipeline stays consistent.
+        """
+        pending: _Started | None = None
+        try:
+            for frame in frames:
+                if pending is not None and frame.stamp_ns < pending.frame.stamp_ns:
+                    done, pending = pending, None
+                    yield self._finish(done)
+                try:
+                    started = self._start(frame)
+                except ValueError:
+                    if pending is not None:
+                        done, pending = pending, None
+                        yield self._finish(done)
+                    raise
+                done, pending = pending, started
+                if done is None:
+                    self._submit_odometry(started)
+                else:
+                    yield self._finish(done, following=started)
+            if pending is not None:
+                done, pending = pending, None
+                yield self._finish(done)
+        finally:
+            if pending is not None:  # left early (or an error): complete the frame under way, result dropped
+                self._finish(pending)
+
+    def _start(self, frame: EgoFrame) -> _Started:
+        """Validate the frame, start a new session on a time jump back, and hand the image to the detector."""
         image = self._validated_image(frame)
         height, width = image.shape[:2]
         depth = None if frame.depth is None else aligned_depth_metres(frame.depth, height, width)
@@ -245,21 +321,54 @@ class EgoPipeline:
             session_reset = f"time jumped back {(self._last_stamp - frame.stamp_ns) / NS_PER_S:.3f} s: new session"
             self.reset()
         self._last_stamp = frame.stamp_ns
-        timings: dict[str, float] = {}
         start = self._clock()
+        detections = self._detection_pool.submit(self._timed_detect, image, frame.stamp_ns)
+        return _Started(frame, image, depth, session_reset, start, detections)
 
-        previous_mask = self._last_mask if self._last_mask is not None else np.zeros((height, width), bool)
-        rgbd_future = None
+    def _timed_detect(self, image: np.ndarray, stamp_ns: int) -> tuple[list[HandDetection], float]:
+        mark = self._clock()
+        detections = self.detector.detect(image, stamp_ns)[: self.config.max_hands]
+        return detections, 1e3 * (self._clock() - mark)
+
+    def _submit_odometry(self, started: _Started) -> None:
+        """Track the camera for ``started`` on the worker. It cannot wait for this frame's hands, so it masks
+        the previous frame's (dilated); the monocular scale hint is added once this frame's hands are placed."""
+        image, depth, frame = started.image, started.depth, started.frame
+        previous = self._last_mask if self._last_mask is not None else np.zeros(image.shape[:2], bool)
         if depth is not None:
-            rgbd_future = self._pool.submit(self._rgbd.track, image, depth, frame.camera, frame.stamp_ns, previous_mask)
-        detections = self.detector.detect(image, frame.stamp_ns)[: self.config.max_hands]
-        timings["detect"] = 1e3 * (self._clock() - start)
+            started.odometry = self._pool.submit(self._track_rgbd, image, depth, frame.camera, frame.stamp_ns, previous)
+        else:
+            started.odometry = self._pool.submit(
+                lambda: (self._mono.track(image, frame.camera, frame.stamp_ns, previous), None))
 
-        mark = self._clock()
-        fits = self._fit_hands(detections, frame.camera, depth)
-        timings["fit"] = 1e3 * (self._clock() - mark)
+    def _track_rgbd(self, image: np.ndarray, depth: np.ndarray, camera: PinholeCamera, stamp_ns: int,
+                    previous_mask: np.ndarray) -> tuple[OdometryResult, FrameCloud | None]:
+        """RGB-D odometry, then the frame's points in the world at that pose (the mask-free half of map
+        fusion, done here while the detector still runs)."""
+        odometry = self._rgbd.track(image, depth, camera, stamp_ns, previous_mask)
+        if not odometry.ok:
+            return odometry, None
+        return odometry, self.map.observe(depth, image, camera, odometry.T_world_camera, self.config.map_stride)
 
-        mark = self._clock()
+    def _finish(self, started: _Started, following: _Started | None = None) -> EgoResult:
+        """Everything after detection for ``started``; ``following`` (the next frame, already in the detector)
+        gets its odometry submitted as soon as this frame's hand mask (and monocular scale hint) exist."""
+        try:
+            return self._finish_stages(started, following)
+        finally:
+            if following is not None and following.odometry is None:  # an error ended this frame early
+                self._submit_odometry(following)
+
+    def _finish_stages(self, started: _Started, following: _Started | None) -> EgoResult:
+        frame, image, depth = started.frame, started.image, started.depth
+        height, width = image.shape[:2]
+        timings: dict[str, float] = {}
+        try:
+            detections, timings["detect"] = started.detections.result()
+        finally:
+            mark = self._clock()  # "odometry": the wait for the tracker beyond detection, and the masks
+            odometry, cloud = started.odometry.result()  # never leave the tracker running into the next frame
+
         landmarks = [d.landmarks_px for d in detections]
         if depth is None:
             mask = hand_pixel_mask(landmarks, height, width, self.config.hand_mask_margin_px)
@@ -267,31 +376,35 @@ class EgoPipeline:
             mask = hand_pixel_mask(landmarks, height, width, self.config.hand_mask_margin_px,
                                    FOREARM_LENGTHS_WITH_DEPTH)
             mask |= arm_pixel_mask(depth, landmarks, frame.camera.fx)
-        if rgbd_future is not None:
-            odometry = rgbd_future.result()
-        else:
-            hand_points = np.array([fit.joints_cam[0] for _, fit in fits]) if fits else None
-            odometry = self._mono.track(image, frame.camera, frame.stamp_ns, mask | previous_mask, hand_points)
-        if odometry.ok and odometry.metric:
-            self._pose = odometry.T_world_camera
-        elif odometry.ok:
-            # Scale still unknown (monocular): the rotation is scale-free, the position waits for a scale.
-            self._pose = self._pose.copy()
-            self._pose[:3, :3] = odometry.T_world_camera[:3, :3]
+            self._apply_odometry(odometry)
         self._last_mask = mask
+        map_job = None
+        if cloud is not None:  # fused on the worker while the hands are fitted and tracked
+            map_job = self._pool.submit(self.map.fuse, cloud, mask)
+        if following is not None and following.depth is not None:
+            self._submit_odometry(following)
         timings["odometry"] = 1e3 * (self._clock() - mark)
 
-        mark = self._clock()
-        hands = self._track_hands(fits, frame)
-        timings["track"] = 1e3 * (self._clock() - mark)
+        try:
+            mark = self._clock()
+            fits = self._fit_hands(detections, frame.camera, depth)
+            if depth is None:
+                hand_points = np.array([fit.joints_cam[0] for _, fit in fits]) if fits else None
+                odometry = self._mono.add_scale_hint(odometry, hand_points)
+                self._apply_odometry(odometry)
+            if following is not None and following.odometry is None:
+                self._submit_odometry(following)
+            timings["fit"] = 1e3 * (self._clock() - mark)
 
-        mark = self._clock()
-        added = 0
-        if depth is not None and odometry.ok:
-            added = self.map.integrate(depth, image, frame.camera, self._pose, mask, self.config.map_stride)
+            mark = self._clock()
+            hands = self._track_hands(fits, frame)
+            timings["track"] = 1e3 * (self._clock() - mark)
+        finally:
+            mark = self._clock()
+            added = 0 if map_job is None else map_job.result()
         contacts = self._contacts(hands) if len(self.map) else []
         timings["map"] = 1e3 * (self._clock() - mark)
-        timings["total"] = 1e3 * (self._clock() - start)
+        timings["total"] = 1e3 * (self._clock() - started.start)
         return EgoResult(
             stamp_ns=frame.stamp_ns,
             hands=hands,
@@ -300,9 +413,18 @@ class EgoPipeline:
             map_points_added=added,
             contacts=contacts,
             timings_ms=timings,
-            session_reset=session_reset,
+            session_reset=started.session_reset,
             detections=len(detections),
         )
+
+    def _apply_odometry(self, odometry: OdometryResult) -> None:
+        """Take the tracked pose: whole when metric; only the rotation while a monocular scale is unknown."""
+        if odometry.ok and odometry.metric:
+            self._pose = odometry.T_world_camera
+        elif odometry.ok:
+            # Scale still unknown (monocular): the rotation is scale-free, the position waits for a scale.
+            self._pose = self._pose.copy()
+            self._pose[:3, :3] = odometry.T_world_camera[:3, :3]
 
     @staticmethod
     def _validated_image(frame: EgoFrame) -> np.ndarray:
@@ -317,13 +439,14 @@ class EgoPipeline:
     def _fit_hands(
         self, detections: list[HandDetection], camera: PinholeCamera, depth: np.ndarray | None
     ) -> list[tuple[HandDetection, FitResult]]:
-        """Place and fit every detection; a hand whose fit fails is dropped (the others go on)."""
-        fits: list[FitResult] = []
+        """Place and fit every detection; a hand whose placement or fit fails (inconsistent landmarks) is
+        dropped (the others go on)."""
+        fits: list[tuple[HandDetection, FitResult]] = []
         for detection in detections:
-            placement = place_hand(camera, detection.landmarks_px, detection.world_landmarks_m, detection.side,
-                                   depth_m=depth)
-            previous = self._previous_fit(detection.side, placement.joints_cam_m[0])
             try:
+                placement = place_hand(camera, detection.landmarks_px, detection.world_landmarks_m, detection.side,
+                                       depth_m=depth, size_sigma=self._size_sigma)
+                previous = self._previous_fit(detection.side, placement.joints_cam_m[0])
                 fit = self.fitter.fit(placement.joints_cam_m, detection.side, detection.landmarks_px, camera, previous,
                                       with_mesh=False)  # _posed_state re-poses the mesh after filtering
             except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.mapping import VoxelMap
@@ -162,3 +163,24 @@ def test_near_is_a_superset_of_points_within_radius() -> None:
         assert np.allclose(np.linalg.norm(near_nrm, axis=1)[np.any(near_nrm != 0, axis=1)], 1.0, atol=1e-5)
     assert vmap.near(np.array([[100.0, 0.0, 0.0]]), 0.03)[0].shape == (0, 3)
     assert VoxelMap().near(queries, 0.03)[0].shape == (0, 3)
+
+
+def test_observe_then_fuse_equals_integrate_even_when_observed_ahead() -> None:
+    """The ego pipeline observes a frame (no mask yet) while the previous one may still be fusing."""
+    depth = _plane_depth()
+    depth[:20] = 0.0
+    poses = [np.eye(4), np.eye(4)]
+    poses[1][:3, 3] = [0.05, -0.02, 0.01]
+    images = [np.random.default_rng(k).integers(0, 255, (CAM.height, CAM.width, 3), dtype=np.uint8) for k in (0, 1)]
+    masks = [np.zeros(depth.shape, bool), np.zeros(depth.shape, bool)]
+    masks[0][50:120, 40:200] = True
+    masks[1][:, 250:] = True
+    whole, split = VoxelMap(voxel_size=0.01), VoxelMap(voxel_size=0.01)
+    added = [whole.integrate(depth, image, CAM, pose, mask)
+             for image, pose, mask in zip(images, poses, masks, strict=True)]
+    clouds = [split.observe(depth, image, CAM, pose) for image, pose in zip(images, poses, strict=True)]
+    assert [split.fuse(cloud, mask) for cloud, mask in zip(clouds, masks, strict=True)] == added
+    for read in (VoxelMap.points, VoxelMap.colors, VoxelMap.normals, VoxelMap.hits):
+        np.testing.assert_array_equal(read(split), read(whole))
+    with pytest.raises(ValueError, match="mask_ignore does not match"):
+        split.fuse(clouds[0], np.zeros((10, 10), bool))

@@ -123,3 +123,25 @@ def test_scale_withheld_when_the_camera_barely_translates() -> None:
     hand_world = np.array([0.1, 0.2, 0.5]) + rng.normal(0, 0.01, (n, 3))  # hand fit noise / tremor ≫ that
     hint_cam = np.einsum("nji,nj->ni", rotations, hand_world - true_scale * translations)
     assert estimate_scale(rotations, translations, hint_cam, baseline=10, min_metric_path_m=0.0) is None
+
+
+def test_a_scale_hint_added_after_tracking_equals_one_given_with_the_frame(frames: list) -> None:
+    """The ego pipeline tracks while the hands are still being detected and adds their hint afterwards."""
+    world_point = np.array([0.05, 0.02, 0.45])  # a resting hand, 45 cm in front of the first camera
+    gt = _gt(frames)
+    hints = [(inverse_matrices(pose) @ np.append(world_point, 1.0))[:3] for pose in gt]
+    together, later = MonocularOdometry(scale_baseline_frames=5), MonocularOdometry(scale_baseline_frames=5)
+    results = []
+    for i, (f, hint) in enumerate(zip(frames, hints, strict=True)):
+        mask = f.segmentation > 0
+        expected = together.track(f.rgb, CAM, i, mask=mask, metric_points_cam=hint[None])
+        tracked = later.track(f.rgb, CAM, i, mask=mask)
+        got = later.add_scale_hint(tracked, hint[None])
+        assert (got.ok, got.status, got.metric, got.keyframe) == (expected.ok, expected.status, expected.metric,
+                                                                 expected.keyframe)
+        np.testing.assert_array_equal(got.T_world_camera, expected.T_world_camera)
+        assert later.add_scale_hint(got, hint[None]) is got  # one hint per frame: a second one changes nothing
+        results.append(got)
+    assert later.scale == together.scale
+    with pytest.raises(ValueError, match="latest tracked frame"):
+        later.add_scale_hint(results[0], hints[0][None])  # an earlier frame's result

@@ -9,7 +9,13 @@ from scipy.spatial.transform import Rotation
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.hand_model import create_hand_model
 from hand_scene_perception.core.hand_model.wrist_frame import wrist_frame_from_joints
-from hand_scene_perception.core.placement import place_hand, sample_depth
+from hand_scene_perception.core.placement import (
+    HAND_SIZE_SIGMA,
+    MEAN_PALM_SIZE_M,
+    palm_size_m,
+    place_hand,
+    sample_depth,
+)
 from hand_scene_perception.synth.raster import render_mesh
 
 CAMERA = PinholeCamera.from_intrinsics(600.0, 610.0, 322.0, 238.0, 640, 480)
@@ -117,6 +123,27 @@ def test_depth_sees_the_skin_not_the_joint_centres(hand_mesh, view):
     assert np.abs(placed.joints_cam_m - truth).max() < 0.006, "skin-depth model off by more than 6 mm"
 
 
+@pytest.mark.parametrize("view", ["back", "palm"])
+def test_depth_corrects_a_wrist_the_landmarks_put_too_near(hand_mesh, view):
+    # The detector's palm is tilted: its wrist sits 4 cm nearer the camera than the knuckles say. The skin
+    # over the metacarpals shows the tilt; the wrist slides back along its ray, its pixel unchanged.
+    vertices, faces, joints = hand_mesh
+    flip = Rotation.from_rotvec([np.pi, 0, 0]) if view == "back" else Rotation.identity()
+    rotation = (Rotation.from_rotvec([0.3, -0.2, 0.1]) * flip).as_matrix()
+    truth = joints @ rotation.T + TRANSLATION
+    pixels = CAMERA.project(truth)
+    tilted = joints.copy()
+    tilted[0] -= 0.04 * rotation[2]  # 4 cm toward the camera
+    depth = _rendered_depth(vertices, faces, rotation)
+    rgb_only = place_hand(CAMERA, pixels, tilted, "right")
+    placed = place_hand(CAMERA, pixels, tilted, "right", depth_m=depth)
+    before = np.linalg.norm(rgb_only.joints_cam_m[0] - truth[0])
+    after = np.linalg.norm(placed.joints_cam_m[0] - truth[0])
+    assert after < 0.6 * before
+    np.testing.assert_allclose(CAMERA.project(placed.joints_cam_m[:1]), CAMERA.project(rgb_only.joints_cam_m[:1]),
+                               atol=1e-6)
+
+
 def test_depth_fixes_a_wrong_hand_size_despite_holes_and_an_occluder(hand_mesh):
     vertices, faces, joints = hand_mesh
     rotation = Rotation.from_rotvec([np.pi, 0.0, 0.0]).as_matrix()
@@ -137,6 +164,25 @@ def test_depth_fixes_a_wrong_hand_size_despite_holes_and_an_occluder(hand_mesh):
     assert placed.scale == pytest.approx(1 / 0.85, rel=0.02)
     assert np.abs(placed.joints_cam_m - truth).max() < 0.008
     assert placed.reprojection_error_px < 1e-6  # scaling about the camera centre keeps the projections
+
+
+def test_an_unreliable_detector_size_is_fused_with_the_average_hand(local_joints):
+    # The flat open-model hand is the average hand; its true size puts it at 0.45 m.
+    assert palm_size_m(local_joints) == pytest.approx(MEAN_PALM_SIZE_M)
+    truth = local_joints @ ROTATION.T + TRANSLATION
+    pixels = CAMERA.project(truth)
+    big = 1.3 * local_joints  # the detector says the hand is 30 % larger than it is
+    trusted = place_hand(CAMERA, pixels, big, "right")
+    assert trusted.size_scale == 1.0
+    assert trusted.joints_cam_m[:, 2].mean() == pytest.approx(1.3 * truth[:, 2].mean())
+    fused = place_hand(CAMERA, pixels, big, "right", size_sigma=0.3)
+    # inverse-variance weights in log size: the detector's 1/0.3², the population's 1/HAND_SIZE_SIGMA²
+    w = (1 / 0.3**2) / (1 / 0.3**2 + 1 / HAND_SIZE_SIGMA**2)
+    assert fused.size_scale * 1.3 == pytest.approx(1.3**w)
+    assert abs(fused.joints_cam_m[:, 2].mean() / truth[:, 2].mean() - 1.0) < 0.02
+    assert fused.reprojection_error_px < 1e-6
+    with pytest.raises(ValueError, match="size_sigma"):
+        place_hand(CAMERA, pixels, big, "right", size_sigma=-1.0)
 
 
 def test_depth_without_usable_samples_falls_back_to_rgb(local_joints):

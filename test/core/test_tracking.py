@@ -141,3 +141,17 @@ def test_bad_observations_are_rejected_with_the_field_named(kwargs: dict, match:
     fields = {"side_label": "left", "score": 0.5, "position": (0.0, 0.0, 0.5)} | kwargs
     with pytest.raises(ValueError, match=match):
         HandObservation(**fields)
+
+
+def test_a_key_set_to_none_passes_through_while_the_others_are_smoothed() -> None:
+    # "shape" is already averaged by its producer (the fitter): the tracker must hand it on as it came.
+    tracker = HandTracker(TrackerConfig(filters={"shape": None}))
+    rng = np.random.default_rng(0)
+    for frame in range(10):
+        position = np.array([0.0, 0.0, 0.5]) + rng.normal(0.0, 0.01, 3)
+        shape = rng.normal(0.0, 1.0, 10)
+        (hand,) = tracker.update(frame * FRAME_NS, [HandObservation(R, 0.9, position, {"shape": shape,
+                                                                                         "transl": position})])
+        np.testing.assert_array_equal(hand.arrays["shape"], shape)
+        if frame > 0:
+            assert not np.allclose(hand.arrays["transl"], position)  # the default filter still smooths

@@ -173,3 +173,22 @@ def test_extreme_hands_have_defined_results(frames, edit, expected_depth):
         low, high = expected_depth
         for hand in placed:
             assert low < hand.camera.joints[0, 2] < high
+
+
+class WithUnplaceableCopy(OracleDetector):
+    """Each real hand plus a copy with only three landmarks left: too few to place, so only the copy is lost."""
+
+    def detect(self, image_rgb: np.ndarray, timestamp_ns: int | None = None) -> list[HandDetection]:
+        out = []
+        for detection in super().detect(image_rgb, timestamp_ns):
+            sparse = np.full_like(detection.landmarks_px, np.nan)
+            sparse[:3] = detection.landmarks_px[:3]
+            out += [HandDetection(detection.side, detection.score, sparse, detection.world_landmarks_m), detection]
+        return out
+
+
+def test_a_hand_that_cannot_be_placed_is_dropped_and_the_others_go_on(frames):
+    results, _ = _run(WithUnplaceableCopy(noise_px=0.0), frames)
+    assert [r.detections for r in results] == [2] * len(frames)
+    assert [len(r.hands) for r in results] == [1] * len(frames)
+    _assert_finite(results)
