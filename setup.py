@@ -14,7 +14,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config/rviz", glob("config/rviz/*.rviz")),
     ],
     python_requires=">=3.10",
     install_requires=[
@@ -33,6 +34,7 @@ setup(
     entry_points={
         "console_scripts": [
             "hand-scene = hand_scene_perception.cli:main",
+            "ego_reconstruction = hand_scene_perception.ros.ego_node:main",
         ],
     },
 )

@@ -25,13 +25,23 @@ DEFAULT_FOCAL_PER_SIDE = 1.0
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """The main job: the ego node on a synthetic RGB-D bag over DDS, outputs recorded, summary and picture."""
+    from .ros.demo import format_summary
+    from .ros.demo import run_demo as run_ego_demo
+
+    summary = run_ego_demo(args.out, frames=args.frames, seed=args.seed, rate=args.rate, out=sys.stdout)
+    print(format_summary(summary))
+    return 0
+
+
+def run_hand_model_figure(args: argparse.Namespace) -> int:
     """Render the configured hand model in a few poses, both sides, to a PNG."""
     from .core.hand_model import create_hand_model
     from .synth.hand_model_figure import render_hand_model_figure
 
     model = create_hand_model(args.hand_model, mano_dir=args.mano_dir)
     path = render_hand_model_figure(args.out / "hand_model.png", model=model)
-    print(f"demo: wrote {path} ({model.name}: open palm, fist and pinch, right and left hands)")
+    print(f"hand-model-figure: wrote {path} ({model.name}: open palm, fist and pinch, right and left hands)")
     return 0
 
 
@@ -292,7 +302,7 @@ def _run_camera(args: argparse.Namespace, height: int, width: int):
                 f"{width}x{height} (another aspect ratio: not the same camera mode)"
             )
         print(
-            f"hand-scene run: warning: scaling {args.intrinsics} from {camera.width}x{camera.height} to the "
+            f"hand-scene {args.command}: warning: scaling {args.intrinsics} from {camera.width}x{camera.height} to the "
             f"frames' {width}x{height}",
             file=sys.stderr,
         )
@@ -314,8 +324,9 @@ class _Progress:
     """Frames done, rate and hands on stderr: one line redrawn in place on a terminal; on a pipe or log file a
     plain line every few seconds instead (no carriage-return clutter)."""
 
-    def __init__(self, total: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, total: int | None, clock: Callable[[], float] = time.monotonic, command: str = "run") -> None:
         self.total = total
+        self.command = command
         self._clock = clock
         self._start = self._last = clock()
         try:
@@ -323,15 +334,17 @@ class _Progress:
         except (AttributeError, ValueError):  # replaced or closed stderr
             self._tty = False
 
-    def update(self, done: int, hands: int, final: bool = False) -> None:
-        """Show progress after ``done`` frames (``hands`` detected so far), throttled to a few updates a second."""
+    def update(self, done: int, hands: int | None, final: bool = False) -> None:
+        """Show progress after ``done`` frames (``hands`` detected so far, None: not counted), throttled to a few
+        updates a second."""
         now = self._clock()
         if not final and now - self._last < (0.2 if self._tty else 5.0):
             return
         self._last = now
         rate = done / max(now - self._start, 1e-9)
         of = f"/{self.total}" if self.total else ""
-        line = f"hand-scene run: {done}{of} frames, {rate:.1f} FPS, {hands} hand samples"
+        line = f"hand-scene {self.command}: {done}{of} frames, {rate:.1f} FPS"
+        line += "" if hands is None else f", {hands} hand samples"
         try:
             if self._tty:
                 sys.stderr.write("\r" + line + ("\n" if final else ""))
@@ -429,10 +442,126 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """Benchmark a pipeline against its reference in the same run and print the figures."""
+    """Benchmark a pipeline against its reference in the same run (or the synthetic generator) and print it."""
+    if args.system == "synth":
+        from .synth.bench import benchmark_synth
+
+        return _print_report(benchmark_synth(num_frames=args.frames, seed=args.seed), args.json)
+    if args.system == "ros-ego":
+        from .ros.ego_bench import benchmark_ros_ego
+
+        return _print_report(benchmark_ros_ego(duration_s=args.duration), args.json)
     from .pipelines.ego_eval import benchmark_ego
 
     return _print_report(benchmark_ego(num_frames=args.frames, seed=args.seed), args.json)
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    """Run a system's launch plan in this process (the wiring of launch/<system>.launch.py; no `ros2 launch`)."""
+    from .ros.launch_runner import launch_values, run_ego
+
+    values = launch_values(args.arguments, None if args.params is None else str(args.params))
+    return run_ego(values, args.ros_args, allow_network_discovery=args.allow_network_discovery,
+                   print_plan=args.print_plan)  # fmt: skip
+
+
+def run_video2bag(args: argparse.Namespace) -> int:
+    """Turn a video or image folder (optionally with aligned depth) into a rosbag2 camera bag."""
+    from .ros.bags import CameraFrame, camera_topics, write_camera_bag
+
+    source = _open_run_input(args.input, args.fps, args.max_frames)
+    try:
+        depth_files = _depth_files(args.depth_dir, source) if args.depth_dir is not None else None
+        camera, _ = _run_camera(args, source.height, source.width)
+        if not (math.isfinite(args.start_time) and args.start_time > 0):
+            raise ValueError(f"--start-time must be a positive number of seconds, got {args.start_time}")
+        start_ns = round(args.start_time * 1e9)
+
+        def frames() -> Iterator:
+            for index, stamp_ns, image in source.frames:
+                depth = None
+                if depth_files is not None:
+                    if index >= len(depth_files):
+                        raise ValueError(f"{len(depth_files)} depth files in {args.depth_dir} but more frames")
+                    depth = _load_depth_m(depth_files[index], source.height, source.width).astype("float32")
+                yield CameraFrame(start_ns + stamp_ns, image, depth)
+
+        progress = _Progress(source.total, command="video2bag")
+        counts = write_camera_bag(
+            args.out, frames(), camera, frame_id=args.frame_id, topic_prefix=args.topic_prefix,
+            storage=args.storage, on_frame=lambda done: progress.update(done, None),
+        )  # fmt: skip
+    finally:
+        source.close()
+    topics = camera_topics(args.topic_prefix)
+    progress.update(counts[topics["image"]], None, final=True)
+    print(f"hand-scene video2bag: wrote {args.out}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """Publish a bag's topics over DDS with /clock (use_sim_time for the nodes listening)."""
+    from .ros.bags import parse_remaps, replay_bag
+
+    stats = replay_bag(
+        args.bag, rate=args.rate, loop=args.loop, topics=args.topics, remaps=parse_remaps(args.remap),
+        wait_for_subscribers_s=args.wait_for_subscribers, ros_args=args.ros_args,
+    )  # fmt: skip
+    published = ", ".join(f"{topic} {count}" for topic, count in stats.published.items())
+    print(
+        f"hand-scene replay: {stats.passes} pass(es), {stats.bag_s:.2f} s of bag in {stats.wall_s:.2f} s; "
+        f"published {published}; /clock {stats.clock_messages}"
+    )
+    return 0
+
+
+def run_record(args: argparse.Namespace) -> int:
+    """Record the ego node's outputs (or --topics) to a bag until --duration or Ctrl-C."""
+    from .ros.bags import EGO_OUTPUT_TOPICS, record_bag
+
+    counts = record_bag(
+        args.out, topics=args.topics or EGO_OUTPUT_TOPICS, duration_s=args.duration, storage=args.storage,
+        use_sim_time=args.use_sim_time, ros_args=args.ros_args,
+        on_ready=lambda: print("hand-scene record: recording (Ctrl-C to stop)", file=sys.stderr, flush=True),
+    )  # fmt: skip
+    recorded = ", ".join(f"{topic} {count}" for topic, count in counts.items()) or "no topics seen"
+    print(f"hand-scene record: wrote {args.out}: {recorded}")
+    return 0
+
+
+def run_process(args: argparse.Namespace) -> int:
+    """Run the ego pipeline over a bag as fast as it goes (no DDS) and write the node's outputs to a bag."""
+    from .ros.bag_io import open_bag
+
+    reader = open_bag(args.bag)  # a bad bag is reported before the pipeline's imports
+    images = sum(c.msgcount for c in reader.connections if c.topic == (args.image_topic or "/camera/image_raw"))
+    reader.close()
+    from .backends.mediapipe_hands import MediaPipeUnavailableError
+    from .pipelines.ego import EgoConfig
+    from .ros.bag_process import process_bag
+
+    config = EgoConfig(max_hands=args.max_hands, hand_model=args.hand_model,
+                       mano_dir=None if args.mano_dir is None else str(args.mano_dir))  # fmt: skip
+    progress = _Progress(images or None, command="process")
+    start = time.perf_counter()
+    try:
+        stats = process_bag(
+            args.bag, args.out, config, image_topic=args.image_topic, info_topic=args.info_topic,
+            depth_topic=args.depth_topic, use_depth=not args.no_depth, storage=args.storage,
+            world_frame=args.world_frame, map_period_s=args.map_period,
+            on_frame=lambda s: progress.update(s.frames, s.hand_samples),
+            on_warning=lambda text: print(f"hand-scene process: warning: {text}", file=sys.stderr),
+        )  # fmt: skip
+    except MediaPipeUnavailableError as error:
+        raise ValueError(str(error)) from None
+    wall_s = time.perf_counter() - start
+    progress.update(stats.frames, stats.hand_samples, final=True)
+    unpaired = f", unpaired {stats.unpaired}" if stats.unpaired else ""
+    print(
+        f"hand-scene process: {stats.outcome}: {stats.frames} frames, {stats.hand_samples} hand samples, "
+        f"{stats.rejected} rejected{unpaired}, {stats.frames / max(wall_s, 1e-9):.1f} FPS; wrote {args.out}"
+    )
+    return 130 if stats.outcome == "interrupted" else 0
 
 
 def _print_report(report: dict, as_json: bool) -> int:
@@ -473,16 +602,29 @@ def _add_hand_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mano-dir", type=Path, default=None, help="folder holding MANO_RIGHT/LEFT .pkl or .npz")
 
 
+BAG_OUT_HELP = "output bag: NAME.mcap or NAME.db3 is one file (replaced), another name a new rosbag2 directory"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="hand-scene", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the main job on the embedded default and write outputs/")
+    demo = commands.add_parser(
+        "demo", help="the main job: ego node on a synthetic RGB-D bag over DDS (localhost); writes outputs/demo.*"
+    )
     demo.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
-    _add_hand_model_arguments(demo)
+    demo.add_argument("--frames", type=int, default=150, help="frames to generate (default 150, 5 s at 30 Hz)")
+    demo.add_argument("--seed", type=int, default=0, help="synthetic sequence seed (default 0)")
+    demo.add_argument("--rate", type=float, default=0.5,
+                      help="replay speed factor (default 0.5: node, player and recorder share this process)")
     demo.set_defaults(handler=run_demo)
+
+    figure = commands.add_parser("hand-model-figure", help="render the hand model in a few poses to a PNG")
+    figure.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
+    _add_hand_model_arguments(figure)
+    figure.set_defaults(handler=run_hand_model_figure)
 
     detect = commands.add_parser("detect", help="detect hands in one image and place them in the camera frame")
     detect.add_argument("image", type=Path, help="colour image (any format Pillow reads)")
@@ -537,17 +679,102 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=run_eval)
 
     bench = commands.add_parser("bench", help="speed of a pipeline against its reference, in one run")
-    bench.add_argument("system", choices=("ego",), help="which pipeline")
+    bench.add_argument("system", choices=("ego", "synth", "ros-ego"),
+                       help="which pipeline (synth: the benchmark generator; ros-ego: the ego node through DDS)")
+    bench.add_argument("--duration", type=float, default=10.0, help="ros-ego: seconds timed per phase (default 10)")
     bench.add_argument("--frames", type=int, default=90, help="frames to time (default 90)")
     bench.add_argument("--seed", type=int, default=0, help="synthetic sequence seed (default 0)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=run_bench)
+
+    video2bag = commands.add_parser("video2bag", help="turn a video or image folder into a rosbag2 camera bag")
+    video2bag.add_argument("input", type=Path, help="video file (any format OpenCV reads) or folder of *.png/*.jpg")
+    video2bag.add_argument("--out", type=Path, required=True, help=BAG_OUT_HELP)
+    video2bag.add_argument("--depth-dir", type=Path, default=None,
+                           help="aligned depth per frame (as for `run`), stored as 32FC1 metres")
+    video2bag.add_argument("--intrinsics", type=Path, default=None, help="camera calibration YAML (camera_info format)")
+    _add_intrinsics_arguments(video2bag)
+    video2bag.add_argument("--fps", type=float, default=None,
+                           help="frame rate for the stamps (default: the video's own; 30 for image folders)")
+    video2bag.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    video2bag.add_argument("--start-time", type=float, default=1.0,
+                           help="stamp of the first frame, seconds (default 1; 0 means 'no time' in ROS)")
+    video2bag.add_argument("--frame-id", default="camera_optical_frame", help="header frame (default: %(default)s)")
+    video2bag.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
+                           help="storage of a directory bag (default mcap; .mcap/.db3 names decide it)")
+    video2bag.add_argument("--topic-prefix", default="/camera",
+                           help="topics PREFIX/image_raw, PREFIX/camera_info, PREFIX/depth/image_raw (default /camera)")
+    video2bag.set_defaults(handler=run_video2bag)
+
+    replay = commands.add_parser("replay", help="publish a bag's topics over DDS with /clock")
+    replay.add_argument("bag", type=Path, help="rosbag2 directory or .mcap/.db3 file")
+    replay.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
+    replay.add_argument("--loop", action="store_true",
+                        help="play again and again until Ctrl-C (the clock restarts at the bag's start each pass)")
+    replay.add_argument("--topics", nargs="+", default=None, help="only these topics (default: all)")
+    replay.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish a topic under another name")
+    replay.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
+                        help="first wait up to S seconds until every topic has a subscriber (default: no wait)")
+    replay.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], help="ROS arguments for the node (last)")
+    replay.set_defaults(handler=run_replay)
+
+    record = commands.add_parser("record", help="record the ego node's outputs to a bag until Ctrl-C")
+    record.add_argument("--out", type=Path, required=True, help=BAG_OUT_HELP)
+    record.add_argument("--topics", nargs="+", default=None,
+                        help="topics to record (default: the ego node's outputs, /tf, /tf_static, /diagnostics)")
+    record.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
+    record.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
+                        help="storage of a directory bag (default mcap; .mcap/.db3 names decide it)")
+    record.add_argument("--use-sim-time", action="store_true", help="log times from /clock instead of the wall")
+    record.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], help="ROS arguments for the node (last)")
+    record.set_defaults(handler=run_record)
+
+    process = commands.add_parser("process", help="run the ego pipeline over a bag (no DDS) into an output bag")
+    process.add_argument("bag", type=Path, help="input rosbag2 directory or .mcap/.db3 file")
+    process.add_argument("--out", type=Path, required=True, help=BAG_OUT_HELP)
+    process.add_argument("--image-topic", default=None, help="colour image topic (default /camera/image_raw)")
+    process.add_argument("--info-topic", default=None, help="CameraInfo topic (default /camera/camera_info)")
+    process.add_argument("--depth-topic", default=None,
+                         help="registered depth topic (default /camera/depth/image_raw, when the bag has it)")
+    process.add_argument("--no-depth", action="store_true", help="RGB only: ignore depth (no metric map)")
+    process.add_argument("--world-frame", default="world", help="world frame of the outputs (default: world)")
+    process.add_argument("--map-period", type=float, default=1.0,
+                         help="write the scene map every S seconds of bag time, and at the end (default 1)")
+    process.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
+                         help="storage of a directory bag (default mcap; .mcap/.db3 names decide it)")
+    process.add_argument("--max-hands", type=int, default=2, help="most hands to track (default 2)")
+    _add_hand_model_arguments(process)
+    process.set_defaults(handler=run_process)
+
+    launch = commands.add_parser(
+        "launch",
+        help="run a node's launch plan in this process (like ros2 launch)",
+        usage="hand-scene launch ego [NAME:=VALUE ...] [--params FILE] [--print-plan] [--allow-network-discovery] "
+        "[--ros-args ...]",
+    )
+    launch.add_argument("system", choices=("ego",), help="which launch file's plan (ego: launch/ego.launch.py)")
+    launch.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments (see launch/README.md)")
+    launch.add_argument("--params", type=Path, default=None, help="parameter YAML (default: config/ego.yaml)")
+    launch.add_argument("--print-plan", action="store_true", help="print the nodes, parameters and remappings; exit")
+    launch.add_argument(
+        "--allow-network-discovery",
+        action="store_true",
+        help="accept ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET/SYSTEM_DEFAULT (default: refuse; unset means LOCALHOST)",
+    )
+    launch.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], help="ROS arguments for the node (last)")
+    launch.set_defaults(handler=run_launch)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen sub-command; user errors exit 2 with a message, not a traceback."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if args.command == "launch":  # ros2-launch-style NAME:=VALUE items may follow options too (argparse stops at them)
+        args.arguments += [item for item in extras if ":=" in item]
+        extras = [item for item in extras if ":=" not in item]
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     # The per-frame maths is many tiny matrices: BLAS and torch thread pools only add overhead there, and
     # the pipeline already runs MediaPipe and odometry side by side on the cores. Must precede numpy's import.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

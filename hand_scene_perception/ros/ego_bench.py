@@ -1,0 +1,227 @@
+"""`hand-scene bench ros-ego`: the ego node at camera rate through DDS on localhost, measured end to end.
+
+A camera publisher runs in its own process (``python -m hand_scene_perception.ros.ego_bench --publish ...``):
+synthetic frames (one hand, the generator's 640x480 camera) at a fixed rate, stamped with the wall clock when
+published (a reliable writer, like most drivers' defaults), optionally with depth. The node runs in this process
+next to a listener; latency is the HandArray's arrival minus its image stamp (same machine clock). Phases: RGB with
+the node's default SensorDataQoS inputs gives ``delivered_fraction`` and the latency percentiles; the same with
+RELIABLE inputs gives ``*_reliable_input`` (best effort loses a whole 0.9 MB image when one UDP fragment is
+dropped, a transport loss the node never sees: the two runs separate what the node does from what the transport
+costs); RGB-D with mapping (RELIABLE inputs) gives ``rate_hz_rgbd``.
+``map_publish_ms`` is the 500k-point scene map's encode + serialise time (ros/diagnostics.py).
+The same publisher also serves the node's cross-process tests (``--stamp-offset-ns`` gives the generator's
+own stamps, so an oracle detector can look the frames up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from .launch_runner import ensure_local_discovery, use_shipped_dds_profile
+
+# Frames before this many seconds after the first publish are warm-up (graph start, first keyframe): not counted.
+WARMUP_S = 1.5
+# Distinct frames rendered and played back and forth (the hand moves smoothly; stamps keep increasing).
+RENDERED_FRAMES = 45
+_PUBLISHER_START_TIMEOUT_S = 60.0
+
+
+def publish_camera(argv: Sequence[str] | None = None) -> int:
+    """The camera publisher process: render, wait for the node's image subscription, publish, report as JSON."""
+    parser = argparse.ArgumentParser(description=publish_camera.__doc__)
+    parser.add_argument("--publish", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frames", type=int, default=RENDERED_FRAMES, help="frames rendered")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--hands", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=30.0, help="frames per second")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds (0: each rendered frame once)")
+    parser.add_argument("--depth", action="store_true", help="also publish 32FC1 depth")
+    parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
+    parser.add_argument("--stamp-offset-ns", type=int, default=None,
+                        help="stamp = offset + the generator's frame time (default: the wall clock)")
+    parser.add_argument("--frame-id", default="camera_color_optical_frame")
+    parser.add_argument("--image", default=None, help="publish this real image (RGB only) instead of synthetic frames")
+    args = parser.parse_args(argv)
+    ensure_local_discovery(os.environ)
+    use_shipped_dds_profile(os.environ)
+
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from ..synth.sequence import default_camera, generate_sequence
+    from .conversions import camera_info_msg, depth_msg, image_msg
+
+    if args.image is not None:
+        from PIL import Image as PILImage
+
+        rgbs = [np.asarray(PILImage.open(args.image).convert("RGB"))]
+        camera = default_camera(rgbs[0].shape[1], rgbs[0].shape[0])
+        depths, times = [], [0.0]
+    else:
+        camera = default_camera(args.width, args.height)
+        frames = list(generate_sequence(args.seed, args.frames, num_hands=args.hands, camera=camera))
+        rgbs = [frame.rgb for frame in frames]
+        depths = [frame.depth.astype(np.float32) for frame in frames]
+        times = [frame.stamp for frame in frames]
+    order = list(range(len(rgbs))) + list(range(len(rgbs) - 2, 0, -1))  # back and forth
+    count = len(rgbs) if args.duration <= 0 else max(1, round(args.duration * args.rate))
+    reliability = ReliabilityPolicy.RELIABLE if args.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    qos = QoSProfile(depth=5, reliability=reliability)
+
+    rclpy.init()
+    node = rclpy.create_node("ego_bench_camera")
+    publishers = {name: node.create_publisher(kind, name, qos)
+                  for name, kind in (("image", Image), ("camera_info", CameraInfo), ("depth", Image))}  # fmt: skip
+    try:
+        deadline = time.monotonic() + _PUBLISHER_START_TIMEOUT_S
+        while publishers["image"].get_subscription_count() == 0:
+            if time.monotonic() > deadline:
+                print(json.dumps({"error": "no subscriber on image"}), flush=True)
+                return 1
+            time.sleep(0.05)
+        time.sleep(0.3)  # let the other endpoints match too
+        period = 1.0 / args.rate
+        start = time.perf_counter()
+        stamps = []
+        for index in range(count):
+            target = start + index * period
+            while (delay := target - time.perf_counter()) > 0:
+                time.sleep(delay)
+            slot = order[index % len(order)]
+            if args.stamp_offset_ns is None:
+                stamp = time.time_ns()
+            else:
+                stamp = args.stamp_offset_ns + round(times[slot] * 1e9)
+            publishers["camera_info"].publish(camera_info_msg(camera, args.frame_id, stamp))
+            if args.depth and depths:
+                publishers["depth"].publish(depth_msg(depths[slot], args.frame_id, stamp))
+            publishers["image"].publish(image_msg(rgbs[slot], args.frame_id, stamp))
+            stamps.append(stamp)
+        elapsed = time.perf_counter() - start
+        time.sleep(0.5)  # let reliable readers take the last frames
+        print(json.dumps({"published": len(stamps), "stamps": stamps, "seconds": elapsed}), flush=True)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _publisher_command(extra: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "hand_scene_perception.ros.ego_bench", "--publish", *extra]
+
+
+def _phase(use_depth: bool, duration_s: float, rate_hz: float, detector=None, input_qos: str = "SENSOR_DATA") -> dict:
+    """One run: node + listener here, camera publisher in a child process; per-frame delivery and latency."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from hand_scene_msgs.msg import HandArray
+
+    from .conversions import time_ns
+    from .ego_node import EgoReconstructionNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    arrivals: dict[int, tuple[int, int]] = {}  # stamp -> (arrival ns, hands)
+    lock = threading.Lock()
+
+    def on_hands(msg: HandArray) -> None:
+        now = time.time_ns()
+        with lock:
+            arrivals[time_ns(msg.header.stamp)] = (now, len(msg.hands))
+
+    executor = SingleThreadedExecutor(context=context)
+    node = listener = None
+    try:
+        overrides = [Parameter("use_depth", value=use_depth), Parameter("max_hands", value=2),
+                     Parameter("map_publish_rate_hz", value=1.0 if use_depth else 0.0)]  # fmt: skip
+        overrides += [Parameter(f"qos_{stream}", value=input_qos) for stream in ("image", "camera_info", "depth")]
+        node = EgoReconstructionNode(context=context, detector=detector, parameter_overrides=overrides)
+        listener = rclpy.create_node("ego_bench_listener", context=context)
+        listener.create_subscription(HandArray, "hands", on_hands, 100)
+        executor.add_node(node)
+        executor.add_node(listener)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        args = ["--duration", str(duration_s + WARMUP_S), "--rate", str(rate_hz)] + (["--depth"] if use_depth else [])
+        child = subprocess.run(_publisher_command(args), capture_output=True, text=True, timeout=duration_s + 120,
+                               env={**os.environ})  # fmt: skip
+        if child.returncode != 0:
+            raise RuntimeError(f"camera publisher failed: {child.stdout[-2000:]} {child.stderr[-2000:]}")
+        report = json.loads(child.stdout.strip().splitlines()[-1])
+        dropped = node.dropped_frames()
+        received = node.received_counts()
+        processing_ms = node.processing_times_ms()
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        for each in (node, listener):
+            if each is not None:
+                each.destroy_node()
+        rclpy.try_shutdown(context=context)
+    stamps = report["stamps"]
+    counted = [s for s in stamps if s >= stamps[0] + WARMUP_S * 1e9]
+    with lock:
+        got = {s: arrivals[s] for s in counted if s in arrivals}
+    latencies = np.array([(arrival - stamp) / 1e6 for stamp, (arrival, _) in got.items()])
+    with_hands = sum(1 for _, hands in got.values() if hands > 0)
+    span_s = (counted[-1] - counted[0]) / 1e9 if len(counted) > 1 else 0.0
+    return {
+        "frames": len(counted),
+        "delivered": len(got),
+        "delivered_fraction": len(got) / len(counted) if counted else 0.0,
+        "hands_fraction": with_hands / len(counted) if counted else 0.0,
+        "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
+        "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
+        "rate_hz": len(got) / span_s if span_s > 0 else 0.0,
+        "input_rate_hz": (len(counted) - 1) / span_s if span_s > 0 else 0.0,
+        "dropped_frames_node": dropped,
+        "received": received,
+        "node_processing_ms_p50": float(np.median(processing_ms)) if processing_ms else float("nan"),
+    }
+
+
+def benchmark_ros_ego(duration_s: float = 10.0, rate_hz: float = 30.0) -> dict:
+    """The issue's targets in one run: RGB phase (delivery, latency), RGB-D phase (rate), scene map publish."""
+    from .diagnostics import benchmark_point_cloud
+
+    ensure_local_discovery(os.environ)
+    use_shipped_dds_profile(os.environ)
+    rgb = _phase(False, duration_s, rate_hz)
+    rgb_reliable = _phase(False, duration_s, rate_hz, input_qos="RELIABLE")
+    rgbd = _phase(True, duration_s, rate_hz, input_qos="RELIABLE")
+    cloud = benchmark_point_cloud()
+    return {
+        "resolution": [640, 480],
+        "input_rate_hz": rate_hz,
+        "duration_s": duration_s,
+        "backend": "embedded",
+        "delivered_fraction": rgb["delivered_fraction"],
+        "latency_p50_ms": rgb["latency_p50_ms"],
+        "latency_p99_ms": rgb["latency_p99_ms"],
+        "rate_hz_rgbd": rgbd["rate_hz"],
+        "map_publish_ms": cloud["map_publish_ms"],
+        "delivered_fraction_reliable_input": rgb_reliable["delivered_fraction"],
+        "latency_p50_ms_reliable_input": rgb_reliable["latency_p50_ms"],
+        "latency_p99_ms_reliable_input": rgb_reliable["latency_p99_ms"],
+        "rgb": rgb,
+        "rgb_reliable_input": rgb_reliable,
+        "rgbd": rgbd,
+        "map_points": cloud["num_points"],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(publish_camera())

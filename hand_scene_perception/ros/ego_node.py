@@ -1,0 +1,502 @@
+"""The ``ego_reconstruction`` lifecycle node: camera topics in, hands, paths, scene map, odometry, contacts, TF out.
+
+Thin by design: messages are converted in ros/conversions.py, the frame work happens in
+:class:`~hand_scene_perception.ros.ego_processor.EgoMessageProcessor` and the pipeline. What lives here is the
+ROS plumbing: parameters, lifecycle, QoS, pairing, threading, diagnostics and services.
+
+Images and depth are paired by stamp; camera_info is taken as the latest received (intrinsics rarely change,
+and requiring one per image doubles the ways a frame can be lost on a lossy transport; a size mismatch is still
+caught per frame). Latency never builds up: subscriptions keep one message, the paired set waits in a one-slot mailbox
+(a newer set replaces it and the replaced one is counted as dropped), and a worker thread processes and
+publishes, so the executor keeps receiving while a frame is processed.
+
+Lifecycle: configure loads the hand model and detector and creates publishers and services; activate
+subscribes and starts the worker; deactivate unsubscribes and stops it; cleanup frees the models.
+With ``autostart`` (default true) the node configures and activates itself, so `ros2 run` and launch files
+work without a lifecycle manager.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
+
+from hand_scene_msgs.msg import ContactArray, HandArray, HandMeshTopology
+from hand_scene_msgs.srv import GetHandTrajectory, Reset, SaveToPath
+
+from ..core.hand_model.side import HandSide
+from ..pipelines.ego import EgoConfig, HandDetector
+from .conversions import MSG_TO_SIDE, NS_PER_S, InputError, time_ns
+from .diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, diagnostic_status
+from .ego_processor import DepthInputError, EgoMessageProcessor, EgoMessages
+from .pairing import StampPairer
+
+NODE_NAME = "ego_reconstruction"
+BACKENDS = ("embedded",)  # the learned tier (GPU networks) is not available in this package yet
+HAND_MODELS = ("open", "mano")
+QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "RELIABLE", "BEST_EFFORT")
+LOG_THROTTLE_S = 5.0
+# A bad input keeps the diagnostics at ERROR/WARN this long after the last one.
+PROBLEM_HOLD_S = 5.0
+# How often an idle worker checks that the node is still running (seconds).
+IDLE_CHECK_S = 0.2
+_LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _float(description: str, low: float, high: float, step: float = 0.0) -> ParameterDescriptor:
+    return ParameterDescriptor(
+        description=description, floating_point_range=[FloatingPointRange(from_value=low, to_value=high, step=step)]
+    )
+
+
+def _int(description: str, low: int, high: int) -> ParameterDescriptor:
+    return ParameterDescriptor(description=description, integer_range=[IntegerRange(from_value=low, to_value=high,
+                                                                                   step=1)])  # fmt: skip
+
+
+def _text(description: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=description)
+
+
+# name: (default, descriptor). Pipeline settings (the EgoConfig names) take effect at the next configure.
+PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
+    "backend": ("embedded", _text("hand expert: embedded (CPU MediaPipe models bundled with the wheel) [configure]")),
+    "max_hands": (2, _int("most hands tracked at once [configure]", 1, 4)),
+    "hand_model": ("open", _text("open (package's own model) or mano (needs mano_dir) [configure]")),
+    "mano_dir": ("", _text("folder with MANO_RIGHT/MANO_LEFT .pkl or .npz for hand_model mano [configure]")),
+    "voxel_size_m": (0.01, _float("scene map voxel edge, metres [configure]", 0.002, 0.2)),
+    "max_voxels": (500_000, _int("scene map capacity, voxels; least recently seen go first [configure]",
+                                 1000, 5_000_000)),
+    "map_stride": (2, _int("use every n-th depth pixel for the map [configure]", 1, 16)),
+    "contact_threshold_m": (0.01, _float("hand-scene distance counted as contact, metres [configure]", 0.001, 0.1)),
+    "hand_mask_margin_px": (20, _int("pixels around hands kept out of odometry and map [configure]", 0, 200)),
+    "world_frame": ("world", _text("frame of hands, paths, map and odometry (first camera pose) [configure]")),
+    "frame_prefix": ("", _text("prefix of the hand TF frames <prefix>left_hand / right_hand [configure]")),
+    "use_depth": (True, _text("pair a registered depth image with the colour image [configure]")),
+    "pairing_tolerance_s": (0.005, _float("largest stamp gap at which image and depth are paired, s "
+                                          "[configure]", 0.0, 0.5)),
+    "qos_image": ("SENSOR_DATA", _text("image subscription QoS: " + ", ".join(QOS_CHOICES) + " [configure]")),
+    "qos_camera_info": ("SENSOR_DATA", _text("camera_info subscription QoS [configure]")),
+    "qos_depth": ("SENSOR_DATA", _text("depth subscription QoS [configure]")),
+    "map_publish_rate_hz": (1.0, _float("scene_map publish rate, Hz (0: never) [live]", 0.0, 30.0)),
+    "path_max_poses": (1000, _int("poses kept per hand path and frames kept for trajectories [configure]", 1,
+                                  100_000)),
+    "marker_lifetime_s": (0.5, _float("hand marker lifetime, s (0: forever) [configure]", 0.0, 60.0)),
+    "diagnostics_period_s": (1.0, _float("period of /diagnostics, s [configure]", 0.1, 60.0)),
+    "save_directory": ("ego_outputs", _text("directory ~/save writes to when the request names none [live]")),
+    "autostart": (True, _text("configure and activate on start (no lifecycle manager needed) [start]")),
+}
+_CHOICES = {"backend": BACKENDS, "hand_model": HAND_MODELS, "qos_image": QOS_CHOICES,
+            "qos_camera_info": QOS_CHOICES, "qos_depth": QOS_CHOICES}  # fmt: skip
+
+
+def qos_profile(name: str) -> QoSProfile:
+    """Subscription QoS from its parameter word, always keeping one message (latency never builds up)."""
+    if name == "SENSOR_DATA":
+        reliability = qos_profile_sensor_data.reliability
+    elif name in ("SYSTEM_DEFAULT", "RELIABLE"):
+        reliability = ReliabilityPolicy.RELIABLE
+    elif name == "BEST_EFFORT":
+        reliability = ReliabilityPolicy.BEST_EFFORT
+    else:
+        raise ValueError(f"QoS must be one of {', '.join(QOS_CHOICES)}, got {name!r}")
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)  # fmt: skip
+
+
+class EgoReconstructionNode(LifecycleNode):
+    """See the module notes; ``detector`` replaces the embedded backend (tests inject an oracle)."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, detector: HandDetector | None = None, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self._detector = detector
+        self._processor: EgoMessageProcessor | None = None
+        self._lock = threading.Lock()  # the processor: worker frames vs services
+        self._mailbox_ready = threading.Condition()
+        self._mailbox: dict[str, object] | None = None
+        self._worker: threading.Thread | None = None
+        self._running = False
+        self._inputs: list = []
+        self._own_timers: list = []
+        self._own_services: list = []
+        self._outputs: dict[str, object] = {}
+        self._pairer: StampPairer | None = None
+        self._problem: tuple[int, str, float] | None = None  # (level, text, monotonic time)
+        self._last_map_ns = 0
+        self._reset_stats()
+        # Declared after the fields: a rejected value raises here, and the context may still destroy the node.
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        autostart = self.get_parameter("autostart").value
+        if autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # ------------------------------------------------------------------ parameters
+
+    def _check_parameters(self, parameters: Sequence[rclpy.Parameter]) -> SetParametersResult:
+        """Reject words outside their choices (ranges are enforced by the descriptors)."""
+        for parameter in parameters:
+            choices = _CHOICES.get(parameter.name)
+            if choices is not None and parameter.value not in choices:
+                return SetParametersResult(successful=False,
+                                           reason=f"{parameter.name} must be one of {', '.join(choices)}")
+        return SetParametersResult(successful=True)
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _ego_config(self) -> EgoConfig:
+        return EgoConfig(
+            max_hands=self._param("max_hands"),
+            hand_model=self._param("hand_model"),
+            mano_dir=self._param("mano_dir") or None,
+            voxel_size_m=self._param("voxel_size_m"),
+            max_voxels=self._param("max_voxels"),
+            map_stride=self._param("map_stride"),
+            contact_threshold_m=self._param("contact_threshold_m"),
+            hand_mask_margin_px=self._param("hand_mask_margin_px"),
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Load the hand model and detector, create publishers and services."""
+        try:
+            processor = EgoMessageProcessor(
+                self._ego_config(),
+                world_frame=self._param("world_frame"),
+                frame_prefix=self._param("frame_prefix"),
+                path_max_poses=self._param("path_max_poses"),
+                marker_lifetime_s=self._param("marker_lifetime_s"),
+                detector=self._detector,
+            )
+        except (ValueError, RuntimeError, OSError) as error:
+            self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self._processor = processor
+        lifecycle = {"hands": HandArray, "hand_markers": MarkerArray, "hand_paths/left": Path,
+                     "hand_paths/right": Path, "camera_odometry": Odometry, "contacts": ContactArray}  # fmt: skip
+        self._outputs = {topic: self.create_lifecycle_publisher(kind, topic, 10)
+                            for topic, kind in lifecycle.items()}  # fmt: skip
+        self._outputs["scene_map"] = self.create_lifecycle_publisher(PointCloud2, "scene_map", 1)
+        self._outputs["hand_mesh_topology"] = self.create_lifecycle_publisher(HandMeshTopology,
+                                                                                 "hand_mesh_topology", _LATCHED)
+        self._outputs["tf"] = self.create_publisher(TFMessage, "/tf", 100)
+        self._outputs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        group = MutuallyExclusiveCallbackGroup()
+        self._own_services = [
+            self.create_service(SaveToPath, "~/save", self._on_save, callback_group=group),
+            self.create_service(Reset, "~/reset", self._on_reset, callback_group=group),
+            self.create_service(GetHandTrajectory, "~/get_hand_trajectory", self._on_trajectory, callback_group=group),
+        ]
+        self._own_timers = [self.create_timer(self._param("diagnostics_period_s"), self._publish_diagnostics)]
+        self.get_logger().info(f"configured: backend {self._param('backend')}, hand model "
+                               f"{processor.pipeline.model.name}, world frame {processor.world_frame}")  # fmt: skip
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        """Subscribe and start the worker; the mesh topology is latched for late subscribers."""
+        result = super().on_activate(state)
+        paired = ["image"] + (["depth"] if self._param("use_depth") else [])
+        self._pairer = StampPairer(paired, int(self._param("pairing_tolerance_s") * NS_PER_S),
+                                   on_time_jump=self._on_time_jump)  # fmt: skip
+        kinds = {"image": Image, "camera_info": CameraInfo, "depth": Image}
+        self._inputs = [
+            self.create_subscription(kinds[stream], stream, self._receiver(stream),
+                                     qos_profile(self._param(f"qos_{stream}")))
+            for stream in ["camera_info", *paired]
+        ]
+        self._outputs["hand_mesh_topology"].publish(self._processor.mesh_topology_msg())
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="ego-node-worker", daemon=True)
+        self._worker.start()
+        return result
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        """Unsubscribe and stop the worker (the frame under way completes)."""
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        """Free the models, publishers, services and timers."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        """Stop everything from any state."""
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        self._stop_worker()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        """Stop the worker and free the models before the node goes."""
+        self._stop_worker()
+        self._release()
+        super().destroy_node()
+
+    def _stop_worker(self) -> None:
+        with self._mailbox_ready:
+            self._running = False
+            self._mailbox = None
+            self._mailbox_ready.notify_all()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+
+    def _release(self) -> None:
+        for timer in self._own_timers:
+            self.destroy_timer(timer)
+        for service in self._own_services:
+            self.destroy_service(service)
+        for publisher in self._outputs.values():
+            if isinstance(publisher, LifecyclePublisher):
+                self.destroy_lifecycle_publisher(publisher)
+            else:
+                self.destroy_publisher(publisher)
+        self._own_timers, self._own_services, self._outputs = [], [], {}
+        with self._lock:
+            if self._processor is not None:
+                self._processor.close()
+                self._processor = None
+
+    # ------------------------------------------------------------------ input
+
+    def _receiver(self, stream: str):
+        def receive(msg) -> None:
+            self._received[stream] += 1
+            if stream == "camera_info":
+                self._camera_info = msg
+                return
+            if stream == "image":
+                self._input_rate.tick(self.get_clock().now().nanoseconds)
+            matched = self._pairer.push(stream, time_ns(msg.header.stamp), msg)
+            if matched is None:
+                return
+            with self._mailbox_ready:
+                if self._mailbox is not None:
+                    self._dropped_busy += 1  # the worker is still on an older frame: the newest wins
+                self._mailbox = matched
+                self._mailbox_ready.notify()
+
+        return receive
+
+    def _on_time_jump(self, previous_ns: int, new_ns: int) -> None:
+        jump_s = (previous_ns - new_ns) / NS_PER_S
+        text = f"image stamps went back {jump_s:.3f} s: new session (map, tracks and paths reset)"
+        self._report(WARN, text)
+
+    def _report(self, level: int | bytes, text: str) -> None:
+        """Remember a problem for the diagnostics, log it (throttled) and publish diagnostics at once."""
+        self._problem = (level, text, time.monotonic())
+        logger = self.get_logger()
+        (logger.error if level == ERROR else logger.warning)(text, throttle_duration_sec=LOG_THROTTLE_S)
+        self._publish_diagnostics()
+
+    # ------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        """Process the newest paired frames as streams (EgoMessageProcessor.process_stream): a stream starts with
+        the next frame and goes on while a further frame is already waiting, so a node that falls behind overlaps
+        frame t+1's detection with frame t's fitting and mapping; when it keeps up, the stream ends at once and
+        each frame's results go out as soon as it is done (no waiting for the next frame)."""
+        while self._running:
+            with self._mailbox_ready:  # wait here, not inside the stream: the stream runs under the lock
+                while self._running and self._mailbox is None:
+                    self._mailbox_ready.wait(IDLE_CHECK_S)
+            taken: deque[float] = deque()
+            stream = self._processor_stream(taken)
+            while True:
+                with self._lock:
+                    out = next(stream, None)
+                if out is None:
+                    break
+                self._publish(out, taken.popleft())
+
+    def _processor_stream(self, taken: deque[float]):
+        """The processor's stream over :meth:`_inputs` (empty once the processor is released)."""
+        with self._lock:
+            processor = self._processor
+        if processor is None:
+            return iter(())
+        return processor.process_stream(self._inputs_while_busy(taken), on_error=self._on_input_error,
+                                        markers=lambda: self._outputs["hand_markers"].get_subscription_count() > 0)
+
+    def _inputs_while_busy(self, taken: deque[float]):
+        """(image, info, depth, now) of the frames already waiting in the mailbox, until there is none;
+        ``taken`` gets each frame's take-out time (for the processing time the diagnostics report)."""
+        while True:
+            with self._mailbox_ready:
+                if not self._running or self._mailbox is None:
+                    return
+                matched, self._mailbox = self._mailbox, None
+            info = self._camera_info
+            if info is None:
+                self._dropped_no_info += 1
+                self._report(WARN, "image skipped: no camera_info received yet")
+                continue
+            taken.append(time.perf_counter())
+            yield matched["image"], info, matched.get("depth"), self.get_clock().now().nanoseconds
+
+    def _on_input_error(self, error: InputError) -> None:
+        self._input_errors += 1
+        self._report(WARN if isinstance(error, DepthInputError) else ERROR, f"input skipped: {error}")
+
+    def _publish(self, out: EgoMessages, taken_at: float) -> None:
+        outputs = self._outputs
+        outputs["hands"].publish(out.hands)
+        outputs["tf"].publish(TFMessage(transforms=out.transforms))
+        if out.markers.markers:
+            outputs["hand_markers"].publish(out.markers)
+        for side, path in out.paths.items():
+            outputs[f"hand_paths/{side}"].publish(path)
+        outputs["camera_odometry"].publish(out.odometry)
+        outputs["contacts"].publish(out.contacts)
+        self._processed += 1
+        self._hands_tracked = len(out.result.hands)
+        self._processing_ms.append(1e3 * (time.perf_counter() - taken_at))
+        for warning in out.warnings:
+            self._report(WARN, warning)
+        self._maybe_publish_map(out.result.stamp_ns)
+
+    def _maybe_publish_map(self, stamp_ns: int) -> None:
+        """scene_map at map_publish_rate_hz (node clock), after a frame's hands are out (never delays them)."""
+        rate = self._param("map_publish_rate_hz")
+        now_ns = self.get_clock().now().nanoseconds
+        due = now_ns - self._last_map_ns >= NS_PER_S / rate if rate > 0 else False
+        if not due and now_ns >= self._last_map_ns:  # (a clock that went back publishes at once)
+            return
+        self._last_map_ns = now_ns
+        with self._lock:
+            if self._processor is None:
+                return
+            cloud = self._processor.scene_map_msg(stamp_ns)
+        self._outputs["scene_map"].publish(cloud)
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def _reset_stats(self) -> None:
+        self._received = {"image": 0, "camera_info": 0, "depth": 0}
+        self._input_rate = RateMeter(window_s=5.0)
+        self._processing_ms: deque[float] = deque(maxlen=100)
+        self._processed = 0
+        self._dropped_busy = 0
+        self._dropped_no_info = 0
+        self._camera_info: CameraInfo | None = None
+        self._input_errors = 0
+        self._hands_tracked = 0
+
+    def received_counts(self) -> dict[str, int]:
+        """Messages taken per input since the node started (what DDS delivered to this node)."""
+        return dict(self._received)
+
+    def processing_times_ms(self) -> list[float]:
+        """The last 100 frames' times in the node, taken from the mailbox → outputs published (decode, pipeline,
+        messages), milliseconds."""
+        return list(self._processing_ms)
+
+    def dropped_frames(self) -> int:
+        """Images not processed: replaced while the worker was busy, left unpaired (no depth within the
+        tolerance), or before any camera_info."""
+        unpaired = 0 if self._pairer is None else self._pairer.dropped["image"]
+        return self._dropped_busy + unpaired + self._dropped_no_info
+
+    def _publish_diagnostics(self) -> None:
+        publisher = self._outputs.get("diagnostics")
+        if publisher is None:
+            return
+        now_ns = self.get_clock().now().nanoseconds
+        level, message = OK, "running"
+        if self._problem is not None and time.monotonic() - self._problem[2] < PROBLEM_HOLD_S:
+            level, message = self._problem[0], self._problem[1]
+        elif self._inputs and self._received["image"] == 0:
+            level, message = WARN, "no image received yet"
+        timings = self.processing_times_ms()
+        values = {
+            "input_rate_hz": self._input_rate.rate_hz(now_ns),
+            "processing_ms": sum(timings) / len(timings) if timings else 0.0,
+            "frames_received": self._received["image"],
+            "frames_processed": self._processed,
+            "dropped_frames": self.dropped_frames(),
+            "input_errors": self._input_errors,
+            "hands_tracked": self._hands_tracked,
+            "backend": self._param("backend"),
+        }
+        status = diagnostic_status(f"{self.get_name()}: ego reconstruction", self.get_fully_qualified_name(), level,
+                                   message, values)  # fmt: skip
+        publisher.publish(diagnostic_array([status], now_ns))
+
+    # ------------------------------------------------------------------ services
+
+    def _on_save(self, request: SaveToPath.Request, response: SaveToPath.Response) -> SaveToPath.Response:
+        directory = request.directory or self._param("save_directory")
+        try:
+            with self._lock:
+                files = self._processor.save(directory)
+        except (OSError, ValueError) as error:
+            response.success, response.message = False, f"save to {directory!r} failed: {error}"
+            return response
+        response.success, response.files = True, [str(path) for path in files]
+        response.message = f"saved {len(files)} files to {directory}"
+        return response
+
+    def _on_reset(self, request: Reset.Request, response: Reset.Response) -> Reset.Response:
+        everything = not (request.map or request.trajectories or request.calibration)
+        with self._lock:
+            self._processor.reset(map_and_world=everything or request.map,
+                                  trajectories=everything or request.trajectories)  # fmt: skip
+        if self._pairer is not None and (everything or request.map):
+            self._pairer.reset()
+        response.success = True
+        response.message = "reset " + ("everything" if everything else ", ".join(
+            name for name in ("map", "trajectories") if getattr(request, name)) or "nothing (no calibration here)")
+        return response
+
+    def _on_trajectory(self, request: GetHandTrajectory.Request,
+                       response: GetHandTrajectory.Response) -> GetHandTrajectory.Response:
+        side: HandSide | None = None
+        if request.side != GetHandTrajectory.Request.SIDE_ANY:
+            if request.side not in MSG_TO_SIDE:
+                response.success, response.message = False, f"side must be 0, 1 or 255, got {request.side}"
+                return response
+            side = MSG_TO_SIDE[request.side]
+        start = time_ns(request.start)
+        end = time_ns(request.end) or self.get_clock().now().nanoseconds
+        with self._lock:
+            response.hands = self._processor.trajectory_msgs(start, end, request.track_id, side)
+        response.success, response.message = True, f"{len(response.hands)} hand states"
+        return response
+
+
+def main(args: list[str] | None = None) -> None:
+    """`ros2 run hand_scene_perception ego_reconstruction`: spin until Ctrl-C."""
+    rclpy.init(args=args)
+    node = EgoReconstructionNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,317 @@
+"""The ego pipeline between ROS messages: camera messages in, every output message out, no rclpy Node.
+
+The node (ros/ego_node.py) and ``hand-scene process BAG`` both drive this class, so a bag processed offline
+and the live node publish the same messages. It owns what outlives one frame on the ROS side: the capped
+hand paths, a capped history of hand states (for the trajectory service and ``save``), and the previous
+camera pose (odometry twist). Inputs are checked here and a bad one raises :class:`InputError`, whose text
+says what is wrong, before the pipeline's state changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+
+import numpy as np
+from geometry_msgs.msg import TransformStamped
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from hand_scene_msgs.msg import ContactArray, Hand, HandArray, HandMeshTopology
+
+from ..core.hand_model.side import HandSide
+from ..core.hand_state import HandState
+from ..pipelines.ego import EgoConfig, EgoFrame, EgoHand, EgoPipeline, EgoResult, HandDetector
+from ..pipelines.ego_outputs import EgoRecorder
+from .conversions import (
+    NS_PER_S,
+    InputError,
+    check_image_size,
+    contact_array_msg,
+    depth_image,
+    hand_array_msg,
+    hand_msg,
+    image_rgb,
+    mesh_topology_msg,
+    odometry_msg,
+    pinhole_camera,
+    point_cloud_msg,
+    time_ns,
+    transform_msg,
+)
+from .markers import delete_all_markers, hand_marker_array
+from .paths import CappedPath
+
+SIDES = (HandSide.LEFT, HandSide.RIGHT)
+# Used when an image arrives without header.frame_id (a driver bug): the outputs still name a frame.
+FALLBACK_CAMERA_FRAME = "camera_optical_frame"
+# An image stamped this far ahead of the node clock means the two clocks differ (use_sim_time mismatch).
+FUTURE_STAMP_TOLERANCE_NS = NS_PER_S
+# Depth may have another resolution than the colour image (it is resampled) but must show the same view.
+DEPTH_ASPECT_TOLERANCE = 0.01
+
+
+class DepthInputError(InputError):
+    """The depth image cannot be used (the colour image could): the node reports it as a warning."""
+
+
+@dataclass
+class EgoMessages:
+    """Everything one input frame produced, as messages ready to publish (all stamped with the image stamp)."""
+
+    hands: HandArray
+    markers: MarkerArray
+    paths: dict[str, Path]
+    odometry: Odometry
+    contacts: ContactArray
+    transforms: list[TransformStamped]
+    result: EgoResult
+    warnings: list[str]
+
+
+def _without_mesh(hand: EgoHand) -> EgoHand:
+    """The hand with its vertices dropped (kept history stays small: 21 joints, not 778 vertices)."""
+    return dataclasses.replace(
+        hand,
+        camera=dataclasses.replace(hand.camera, vertices=None),
+        world=dataclasses.replace(hand.world, vertices=None),
+    )
+
+
+class EgoMessageProcessor:
+    """One camera's ego reconstruction with ROS messages at both ends (see the module notes)."""
+
+    def __init__(
+        self,
+        config: EgoConfig,
+        *,
+        world_frame: str = "world",
+        frame_prefix: str = "",
+        path_max_poses: int = 1000,
+        marker_lifetime_s: float = 0.5,
+        detector: HandDetector | None = None,
+    ) -> None:
+        """``detector`` replaces the embedded MediaPipe expert (tests inject an oracle); None loads MediaPipe."""
+        if not world_frame:
+            raise ValueError("world_frame must not be empty")
+        if marker_lifetime_s < 0:
+            raise ValueError(f"marker_lifetime_s must be >= 0, got {marker_lifetime_s}")
+        self.world_frame = world_frame
+        self.frame_prefix = frame_prefix
+        self.marker_lifetime_ns = int(marker_lifetime_s * NS_PER_S)
+        self.pipeline = EgoPipeline(config, detector=detector)
+        model = self.pipeline.model
+        self.faces = {side: model.faces(side) for side in SIDES}
+        self.paths = {side: CappedPath(path_max_poses) for side in SIDES}
+        # Per frame (hands without meshes): the trajectory service and save() read it; capped like the paths.
+        self._history: deque[EgoResult] = deque(maxlen=path_max_poses)
+        self._previous_pose: tuple[int, np.ndarray] | None = None
+        self.camera_frame = FALLBACK_CAMERA_FRAME
+
+    def close(self) -> None:
+        """Stop the pipeline's threads and release the detector."""
+        self.pipeline.close()
+
+    def hand_frame(self, side: HandSide) -> str:
+        """TF frame of a hand's wrist: ``<prefix>left_hand`` / ``<prefix>right_hand``."""
+        return f"{self.frame_prefix}{side.value}_hand"
+
+    # ------------------------------------------------------------------ per frame
+
+    def decode(
+        self, image: Image, info: CameraInfo, depth: Image | None
+    ) -> tuple[EgoFrame, str, list[str]]:
+        """Check and convert one input set; InputError (nothing changed) when it cannot be used."""
+        warnings: list[str] = []
+        camera = pinhole_camera(info)
+        check_image_size(image, camera)
+        rgb = image_rgb(image)
+        depth_array = None
+        if depth is not None:
+            try:
+                depth_array = depth_image(depth)
+            except InputError as error:
+                raise DepthInputError(str(error)) from None
+            image_aspect = camera.width / camera.height
+            depth_aspect = depth.width / depth.height
+            if abs(depth_aspect / image_aspect - 1.0) > DEPTH_ASPECT_TOLERANCE:
+                raise DepthInputError(
+                    f"depth is {depth.width}x{depth.height} but the image is {camera.width}x{camera.height}: "
+                    "depth must be registered to the colour image (same view, any resolution of the same aspect)"
+                )
+        frame_id = image.header.frame_id
+        if not frame_id:
+            frame_id = f"{self.frame_prefix}{FALLBACK_CAMERA_FRAME}"
+            warnings.append(f"image has no header.frame_id; publishing the camera as {frame_id!r}")
+        return EgoFrame(rgb, camera, time_ns(image.header.stamp), depth_array), frame_id, warnings
+
+    def process(
+        self, image: Image, info: CameraInfo, depth: Image | None, now_ns: int | None = None, markers: bool = True
+    ) -> EgoMessages:
+        """Run one frame; ``now_ns`` (the node clock) lets it warn about image stamps from another clock.
+
+        ``markers=False`` leaves the hand markers out (a mesh marker costs ~7 ms of Python per frame at 640x480:
+        the node builds them only while hand_markers has subscribers); a session reset's DELETEALL is always kept.
+        """
+        frame, camera_frame, warnings = self._checked(image, info, depth, now_ns)
+        try:
+            result = self.pipeline.process(frame)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        return self._messages(result, camera_frame, warnings, markers)
+
+    def process_stream(
+        self,
+        inputs: Iterable[tuple[Image, CameraInfo, Image | None, int | None]],
+        on_error: Callable[[InputError], None],
+        markers: Callable[[], bool] = lambda: True,
+    ) -> Iterator[EgoMessages]:
+        """:meth:`process` over a stream of (image, info, depth, now_ns), one frame behind, for throughput.
+
+        The pipeline detects frame t+1 while it fits and maps frame t (EgoPipeline.process_stream): a live node
+        keeps up with a camera whose frame period is shorter than one frame's full processing time. An input
+        that cannot be used goes to ``on_error`` and the stream goes on; the stream ends (and the frame under
+        way is completed) when ``inputs`` ends.
+        """
+        pending: deque[tuple[str, list[str]]] = deque()
+
+        def frames() -> Iterator[EgoFrame]:
+            for image, info, depth, now_ns in inputs:
+                try:
+                    frame, camera_frame, warnings = self._checked(image, info, depth, now_ns)
+                except InputError as error:
+                    on_error(error)
+                    continue
+                pending.append((camera_frame, warnings))
+                yield frame
+
+        source = frames()
+        while True:
+            try:
+                for result in self.pipeline.process_stream(source):
+                    camera_frame, warnings = pending.popleft()
+                    yield self._messages(result, camera_frame, warnings, markers())
+                return
+            except ValueError as error:  # the newest frame failed the pipeline's checks; the stream goes on
+                pending.pop()
+                on_error(InputError(str(error)))
+
+    def _checked(
+        self, image: Image, info: CameraInfo, depth: Image | None, now_ns: int | None
+    ) -> tuple[EgoFrame, str, list[str]]:
+        """:meth:`decode`, plus a warning when the image stamp is ahead of the node clock."""
+        frame, camera_frame, warnings = self.decode(image, info, depth)
+        if now_ns is not None and frame.stamp_ns > now_ns + FUTURE_STAMP_TOLERANCE_NS:
+            warnings.append(
+                f"image stamp is {(frame.stamp_ns - now_ns) / NS_PER_S:.1f} s ahead of the node clock "
+                "(use_sim_time set on the node but not the source, or the reverse?)"
+            )
+        return frame, camera_frame, warnings
+
+    def _messages(self, result: EgoResult, camera_frame: str, warnings: list[str], markers: bool) -> EgoMessages:
+        """Every output message of one pipeline result (and the paths and history it extends)."""
+        self.camera_frame = camera_frame
+        stamp = result.stamp_ns
+        hand_markers = MarkerArray()
+        if result.session_reset:
+            warnings.append(result.session_reset)
+            self._clear_trajectories()
+            hand_markers.markers.extend(delete_all_markers(self.world_frame, stamp).markers)
+        hands = [
+            dataclasses.replace(hand, world=dataclasses.replace(hand.world, image_frame_id=camera_frame))
+            for hand in result.hands
+        ]
+        result = dataclasses.replace(result, hands=hands)
+        if markers:
+            hand_markers.markers.extend(
+                hand_marker_array([(h.track_id, h.world) for h in hands], self.faces, self.world_frame, stamp,
+                                  self.marker_lifetime_ns).markers
+            )  # fmt: skip
+        transforms = [transform_msg(result.T_world_camera, self.world_frame, camera_frame, stamp)]
+        for side, hand in self._best_per_side(hands).items():
+            self.paths[side].append(stamp, hand.world.wrist_pose)
+            transforms.append(transform_msg(hand.world.wrist_pose, self.world_frame, self.hand_frame(side), stamp))
+        odometry = odometry_msg(result.T_world_camera, self.world_frame, camera_frame, stamp, self._previous_pose)
+        self._previous_pose = (stamp, result.T_world_camera)
+        self._history.append(dataclasses.replace(result, hands=[_without_mesh(h) for h in hands]))
+        return EgoMessages(
+            hands=hand_array_msg([h.world for h in hands], self.world_frame, stamp),
+            markers=hand_markers,
+            paths={side.value: self.paths[side].msg(self.world_frame) for side in SIDES},
+            odometry=odometry,
+            contacts=contact_array_msg(result.contacts, self.world_frame, stamp),
+            transforms=transforms,
+            result=result,
+            warnings=warnings,
+        )
+
+    @staticmethod
+    def _best_per_side(hands: list[EgoHand]) -> dict[HandSide, EgoHand]:
+        """The most confident hand of each side (a side's path and TF frame follow one hand)."""
+        best: dict[HandSide, EgoHand] = {}
+        for hand in hands:
+            if hand.side not in best or hand.world.confidence > best[hand.side].world.confidence:
+                best[hand.side] = hand
+        return best
+
+    # ------------------------------------------------------------------ state beyond one frame
+
+    def scene_map_msg(self, stamp_ns: int) -> PointCloud2:
+        """The voxel map as PointCloud2 (x, y, z, rgb) in the world frame."""
+        vmap = self.pipeline.map
+        return point_cloud_msg(vmap.points(), vmap.colors(), self.world_frame, stamp_ns)
+
+    def mesh_topology_msg(self) -> HandMeshTopology:
+        """Faces of the hand model (published once, transient local)."""
+        model = self.pipeline.model
+        return mesh_topology_msg(model.name, self.faces[HandSide.RIGHT], self.faces[HandSide.LEFT], model.num_vertices)
+
+    def _clear_trajectories(self) -> None:
+        for path in self.paths.values():
+            path.clear()
+        self._history.clear()
+        self._previous_pose = None
+
+    def reset(self, map_and_world: bool = True, trajectories: bool = True) -> None:
+        """Forget the map and world frame (a new session: tracks and trajectories go too) and/or the trajectories."""
+        if map_and_world:
+            self.pipeline.reset()
+        if map_and_world or trajectories:
+            self._clear_trajectories()
+
+    def trajectory(
+        self, start_ns: int, end_ns: int, track_id: int = -1, side: HandSide | None = None
+    ) -> list[tuple[int, HandState]]:
+        """(stamp_ns, world-frame hand state without mesh) with start_ns <= stamp <= end_ns, oldest first,
+        optionally of one track (``track_id`` >= 0) and/or one side; the kept history is capped at
+        ``path_max_poses`` frames."""
+        return [
+            (result.stamp_ns, hand.world)
+            for result in self._history
+            if start_ns <= result.stamp_ns <= end_ns
+            for hand in result.hands
+            if (track_id < 0 or hand.track_id == track_id) and (side is None or hand.side is side)
+        ]
+
+    def trajectory_msgs(
+        self, start_ns: int, end_ns: int, track_id: int = -1, side: HandSide | None = None
+    ) -> list[Hand]:
+        """:meth:`trajectory` as Hand messages in the world frame, each stamped with its image."""
+        return [hand_msg(state, self.world_frame, stamp, include_mesh=False)
+                for stamp, state in self.trajectory(start_ns, end_ns, track_id, side)]  # fmt: skip
+
+    def save(self, directory: str | FilePath) -> list[FilePath]:
+        """Write the map (PLY), kept hand samples, camera trajectory, contacts, an overview and a summary into
+        ``directory`` (created if needed), each file atomically (pipelines/ego_outputs.py writers)."""
+        model = self.pipeline.model
+        recorder = EgoRecorder(model.name, model.num_shape_params)
+        for index, result in enumerate(self._history):
+            recorder.add(index, result)
+        vmap = self.pipeline.map
+        extra = {"world_frame": self.world_frame, "camera_frame": self.camera_frame,
+                 "kept_frames": len(self._history)}  # fmt: skip
+        return list(recorder.write(directory, vmap.points(), vmap.colors(), extra).values())

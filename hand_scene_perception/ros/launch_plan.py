@@ -1,0 +1,352 @@
+"""The ego node's launch wiring, once, in plain Python (no `launch` imports).
+
+`ros2 launch` has no PyPI wheel (DESIGN.md §4), so the wiring lives here and two consumers turn it into processes:
+``launch/ego.launch.py`` (launch_ros ``Node`` actions, on robots) and ``hand-scene launch ego`` (the node in this
+process, ros/launch_runner.py). Both read the same argument table and the same validated :class:`NodeSpec` list, so
+the wiring the tests check is the wiring a robot launches.
+
+Argument values are strings, as launch gives them. The node-parameter arguments default to ``""``, meaning "keep the
+params file's value": a user's ``params_file`` is honoured unless an argument says otherwise on the command line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE = "hand_scene_perception"
+EGO_NODE_NAME = "ego_reconstruction"
+EGO_EXECUTABLE = "ego_reconstruction"
+# The node's world frame when the params file does not set one (ros_contracts.md: EgoMessageProcessor).
+DEFAULT_WORLD_FRAME = "world"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+BACKENDS = ("embedded", "learned")
+HAND_MODELS = ("open", "mano")
+BOOLEANS = ("true", "false")
+
+
+class LaunchArgumentError(ValueError):
+    """A launch argument value the ego wiring cannot use; the text names the argument and what is accepted."""
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    """One documented launch argument: name, default (a string, as launch passes values) and description."""
+
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to start: what ``launch_ros.actions.Node`` needs, in plain data.
+
+    ``parameters`` holds parameter-file paths followed by at most one dict of overrides (later entries win, as in
+    launch_ros); ``remappings`` are (from, to) pairs of topic names; ``arguments`` are plain command-line arguments.
+    """
+
+    package: str
+    executable: str
+    name: str
+    namespace: str = ""
+    parameters: tuple[str | Mapping[str, Any], ...] = ()
+    remappings: tuple[tuple[str, str], ...] = ()
+    arguments: tuple[str, ...] = ()
+
+    def parameter_files(self) -> list[str]:
+        """The parameter files, in the order they apply."""
+        return [entry for entry in self.parameters if isinstance(entry, str)]
+
+    def parameter_overrides(self) -> dict[str, Any]:
+        """The override values (applied after the files), merged in order."""
+        merged: dict[str, Any] = {}
+        for entry in self.parameters:
+            if not isinstance(entry, str):
+                merged.update(entry)
+        return merged
+
+
+def _share_file(*parts: str) -> Path:
+    """A file this package installs under ``share/<package>``: the installed copy when the package is registered in
+    the ament index (a colcon or apt install), else the source tree's (a checkout, or a venv that does not set
+    AMENT_PREFIX_PATH)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:  # no ament index in this environment
+        return SOURCE_ROOT.joinpath(*parts)
+    try:
+        return Path(get_package_share_directory(PACKAGE)).joinpath(*parts)
+    except (PackageNotFoundError, OSError, ValueError):  # not registered, or AMENT_PREFIX_PATH unset
+        return SOURCE_ROOT.joinpath(*parts)
+
+
+def default_params_file() -> Path:
+    """The shipped ``config/ego.yaml`` (installed copy first, see :func:`_share_file`)."""
+    return _share_file("config", "ego.yaml")
+
+
+def dds_profile_file() -> Path:
+    """The shipped Fast DDS profile for camera-sized messages (``config/fastdds_large_images.xml``)."""
+    return _share_file("config", "fastdds_large_images.xml")
+
+
+def default_rviz_config() -> Path:
+    """The shipped ``config/rviz/ego.rviz`` (installed copy first)."""
+    return _share_file("config", "rviz", "ego.rviz")
+
+
+EGO_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
+    LaunchArgument("namespace", "", "namespace of the ego node and its outputs (hands, hand_markers, scene_map, ...)"),
+    LaunchArgument(
+        "camera_namespace",
+        "camera",
+        "namespace of the camera driver's topics; relative `*_topic` names resolve under it (absolute ones are kept)",
+    ),
+    LaunchArgument("image_topic", "image_raw", "colour image (rgb8, bgr8, rgba8, bgra8 or mono8)"),
+    LaunchArgument("camera_info_topic", "camera_info", "CameraInfo of the colour image"),
+    LaunchArgument(
+        "depth_topic",
+        "depth/image_raw",
+        "depth registered to the colour image (16UC1 millimetres or 32FC1 metres); used when use_depth is true",
+    ),
+    LaunchArgument(
+        "use_depth",
+        "",
+        "true: pair depth with colour (metric scale, scene map); false: RGB only. Empty: the params file's value",
+        ("", *BOOLEANS),
+    ),
+    LaunchArgument(
+        "backend",
+        "",
+        "embedded (CPU, MediaPipe's bundled models) or learned (GPU networks). Empty: the params file's value",
+        ("", *BACKENDS),
+    ),
+    LaunchArgument(
+        "hand_model",
+        "",
+        "open (the package's hand model, no files) or mano (needs mano_dir). Empty: the params file's value",
+        ("", *HAND_MODELS),
+    ),
+    LaunchArgument(
+        "mano_dir",
+        "",
+        "folder holding MANO_RIGHT/MANO_LEFT .pkl or .npz (hand_model mano). Empty: the params file's value",
+    ),
+    LaunchArgument(
+        "world_frame",
+        "",
+        "TF frame of the world-frame outputs (the first camera pose). Empty: the params file's value",
+    ),
+    LaunchArgument("use_sim_time", "false", "true: follow /clock (rosbag replay with --clock)", BOOLEANS),
+    LaunchArgument(
+        "params_file",
+        "",
+        "parameter YAML for the ego node. Empty: the installed config/ego.yaml",
+    ),
+    LaunchArgument("rviz", "false", "true: also start rviz2 with config/rviz/ego.rviz", BOOLEANS),
+)
+EGO_ARGUMENT_NAMES = tuple(argument.name for argument in EGO_LAUNCH_ARGUMENTS)
+
+_NAME_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
+_RELATIVE_NAME = re.compile(rf"{_NAME_TOKEN}(/{_NAME_TOKEN})*")
+_FRAME_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """``true`` or ``false``, exactly: the choices ego.launch.py declares, so both consumers accept the same."""
+    if value.strip() not in BOOLEANS:
+        raise LaunchArgumentError(f"{name}:={value!r} is not a boolean; use true or false")
+    return value.strip() == "true"
+
+
+def _check_namespace(name: str, value: str) -> str:
+    """A ROS namespace ('' or '/' = root), returned absolute without a trailing slash ('' for the root)."""
+    stripped = value.strip().strip("/")
+    if stripped and not _RELATIVE_NAME.fullmatch(stripped):
+        raise LaunchArgumentError(
+            f"{name}:={value!r} is not a valid ROS namespace: use '/'-separated tokens of letters, digits and "
+            "underscores, each not starting with a digit (e.g. /camera or /robot1/camera)"
+        )
+    return "/" + stripped if stripped else ""
+
+
+def _resolve_topic(name: str, value: str, namespace: str) -> str:
+    """A topic argument as an absolute name: absolute values are kept, relative ones resolve under ``namespace``."""
+    topic = value.strip()
+    absolute = topic.startswith("/")
+    if not _RELATIVE_NAME.fullmatch(topic.lstrip("/") if absolute else topic):
+        raise LaunchArgumentError(
+            f"{name}:={value!r} is not a valid ROS topic name: use '/'-separated tokens of letters, digits and "
+            "underscores, each not starting with a digit, with no trailing '/' (e.g. color/image_raw)"
+        )
+    return topic if absolute else f"{namespace}/{topic}"
+
+
+def _check_choice(argument: LaunchArgument, value: str) -> str:
+    """The value, stripped, when it is exactly one of the argument's choices (as launch checks them)."""
+    word = value.strip()
+    if argument.choices and word not in argument.choices:
+        shown = ", ".join(choice for choice in argument.choices if choice) + (
+            " (or empty for the params file's value)" if "" in argument.choices else ""
+        )
+        raise LaunchArgumentError(f"{argument.name}:={value!r} is not one of: {shown}")
+    return word
+
+
+def _section_applies(key: str, fully_qualified_name: str) -> bool:
+    """Whether a parameter file's node key addresses the node as rcl matches it: a missing leading '/' is implied,
+    ``*`` stands for one name token and ``**`` for any number of them."""
+    pattern = ""
+    for token in str(key).strip("/").split("/"):
+        pattern += {"**": r"(/[^/]+)*", "*": r"/[^/]+"}.get(token, "/" + re.escape(token))
+    return re.fullmatch(pattern, fully_qualified_name) is not None
+
+
+def load_node_parameters(path: Path, fully_qualified_name: str = f"/{EGO_NODE_NAME}") -> dict[str, Any]:
+    """The ``ros__parameters`` a ROS parameter file gives the node ``fully_qualified_name`` (every matching section,
+    in file order, the later winning); LaunchArgumentError when the file is missing or not a parameter file."""
+    if not path.is_file():
+        raise LaunchArgumentError(f"params_file {path} does not exist or is not a file")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise LaunchArgumentError(f"params_file {path} is not readable YAML: {error}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise LaunchArgumentError(f"params_file {path} must map node names to {{ros__parameters: ...}}")
+    parameters: dict[str, Any] = {}
+    for key, section in document.items():
+        if _section_applies(key, fully_qualified_name) and isinstance(section, dict):
+            parameters.update(section.get("ros__parameters") or {})
+    return parameters
+
+
+def resolve_arguments(values: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every ego launch argument's value: the given ones over the defaults; unknown names are an error."""
+    given = dict(values or {})
+    unknown = sorted(set(given) - set(EGO_ARGUMENT_NAMES))
+    if unknown:
+        raise LaunchArgumentError(
+            f"unknown launch argument(s) {', '.join(unknown)}; the ego launch takes: {', '.join(EGO_ARGUMENT_NAMES)}"
+        )
+    resolved = {argument.name: argument.default for argument in EGO_LAUNCH_ARGUMENTS}
+    for name, value in given.items():
+        if not isinstance(value, str):
+            raise LaunchArgumentError(f"{name} must be given as a string (launch passes text), got {type(value)}")
+        resolved[name] = value
+    return resolved
+
+
+def ego_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeSpec]:
+    """The nodes to start for the given launch-argument values: the ego node, and rviz2 when ``rviz`` is true.
+
+    Every value is checked first; a bad one raises LaunchArgumentError naming the argument and the accepted values.
+    """
+    arguments = resolve_arguments(values)
+    table = {argument.name: argument for argument in EGO_LAUNCH_ARGUMENTS}
+
+    node_namespace = _check_namespace("namespace", arguments["namespace"])
+    camera_namespace = _check_namespace("camera_namespace", arguments["camera_namespace"])
+    image_topic = _resolve_topic("image_topic", arguments["image_topic"], camera_namespace)
+    camera_info_topic = _resolve_topic("camera_info_topic", arguments["camera_info_topic"], camera_namespace)
+    depth_topic = _resolve_topic("depth_topic", arguments["depth_topic"], camera_namespace)
+    use_sim_time = parse_bool("use_sim_time", arguments["use_sim_time"])
+    rviz = parse_bool("rviz", arguments["rviz"])
+
+    overrides: dict[str, Any] = {"use_sim_time": use_sim_time}
+    use_depth_word = _check_choice(table["use_depth"], arguments["use_depth"])
+    if use_depth_word:
+        overrides["use_depth"] = parse_bool("use_depth", use_depth_word)
+    for name in ("backend", "hand_model"):
+        word = _check_choice(table[name], arguments[name])
+        if word:
+            overrides[name] = word
+    mano_dir = arguments["mano_dir"].strip()
+    if mano_dir:
+        folder = Path(mano_dir).expanduser()
+        if not folder.is_dir():
+            raise LaunchArgumentError(f"mano_dir:={mano_dir!r} is not a folder (it must hold MANO_RIGHT/LEFT files)")
+        overrides["mano_dir"] = str(folder.resolve())
+    world_frame = arguments["world_frame"].strip()
+    if world_frame:
+        if not _FRAME_ID.fullmatch(world_frame):
+            raise LaunchArgumentError(
+                f"world_frame:={arguments['world_frame']!r} is not a TF frame id: letters, digits, '_', '.', '-', "
+                "'/', not starting with '/' (e.g. world or map)"
+            )
+        overrides["world_frame"] = world_frame
+
+    params_file = Path(arguments["params_file"]).expanduser() if arguments["params_file"].strip() else None
+    params_file = (params_file or default_params_file()).resolve()
+    effective = {**load_node_parameters(params_file, f"{node_namespace}/{EGO_NODE_NAME}"), **overrides}
+    if str(effective.get("hand_model", "open")) == "mano" and not str(effective.get("mano_dir") or ""):
+        raise LaunchArgumentError(
+            "hand_model mano needs mano_dir:=FOLDER holding MANO_RIGHT/MANO_LEFT .pkl or .npz "
+            "(license-gated: https://mano.is.tue.mpg.de), or use hand_model:=open"
+        )
+
+    remappings = [("image", image_topic), ("camera_info", camera_info_topic)]
+    if effective.get("use_depth", True) is not False:
+        remappings.append(("depth", depth_topic))
+    plan = [
+        NodeSpec(
+            package=PACKAGE,
+            executable=EGO_EXECUTABLE,
+            name=EGO_NODE_NAME,
+            namespace=node_namespace,
+            parameters=(str(params_file), overrides),
+            remappings=tuple(remappings),
+        )
+    ]
+    if rviz:
+        world = str(effective.get("world_frame") or DEFAULT_WORLD_FRAME)
+        plan.append(rviz_node_spec(world, use_sim_time, node_namespace, image_topic))
+    return plan
+
+
+def rviz_node_spec(world_frame: str, use_sim_time: bool, node_namespace: str, image_topic: str) -> NodeSpec:
+    """rviz2 with the shipped layout, its fixed frame set to the node's world frame. The layout names the node's
+    outputs relatively, so rviz2 runs in the node's namespace; its image display follows the camera remapping."""
+    return NodeSpec(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        namespace=node_namespace,
+        parameters=({"use_sim_time": use_sim_time},),
+        remappings=(("image", image_topic),),
+        arguments=("-d", str(default_rviz_config()), "-f", world_frame),
+    )
+
+
+def describe_plan(plan: list[NodeSpec]) -> str:
+    """A readable summary of the plan (what `hand-scene launch ego --print-plan` shows)."""
+    lines = []
+    for spec in plan:
+        lines.append(f"{spec.package}/{spec.executable} as {spec.namespace or ''}/{spec.name}")
+        for path in spec.parameter_files():
+            lines.append(f"  params file: {path}")
+        for name, value in spec.parameter_overrides().items():
+            lines.append(f"  param {name} = {value!r}")
+        for source, target in spec.remappings:
+            lines.append(f"  remap {source} -> {target}")
+        if spec.arguments:
+            lines.append(f"  arguments: {' '.join(spec.arguments)}")
+    return "\n".join(lines)
+
+
+def arguments_markdown() -> str:
+    """The argument table as Markdown (name, default, description), as kept in launch/README.md."""
+    rows = ["| argument | default | description |", "|---|---|---|"]
+    for argument in EGO_LAUNCH_ARGUMENTS:
+        default = f"`{argument.default}`" if argument.default else "(empty)"
+        rows.append(f"| `{argument.name}` | {default} | {argument.description} |")
+    return "\n".join(rows)
