@@ -451,6 +451,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from .ros.ego_bench import benchmark_ros_ego
 
         return _print_report(benchmark_ros_ego(duration_s=args.duration), args.json)
+    if args.system == "ros-soak":
+        from .ros.ego_bench import benchmark_ros_soak
+
+        return _print_report(benchmark_ros_soak(duration_s=args.duration), args.json)
     from .pipelines.ego_eval import benchmark_ego
 
     return _print_report(benchmark_ego(num_frames=args.frames, seed=args.seed), args.json)
@@ -679,9 +683,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=run_eval)
 
     bench = commands.add_parser("bench", help="speed of a pipeline against its reference, in one run")
-    bench.add_argument("system", choices=("ego", "synth", "ros-ego"),
-                       help="which pipeline (synth: the benchmark generator; ros-ego: the ego node through DDS)")
-    bench.add_argument("--duration", type=float, default=10.0, help="ros-ego: seconds timed per phase (default 10)")
+    bench.add_argument("system", choices=("ego", "synth", "ros-ego", "ros-soak"),
+                       help="which pipeline (synth: the benchmark generator; ros-ego: the ego node through DDS; "
+                            "ros-soak: its memory over a long RGB-D run, e.g. --duration 600)")
+    bench.add_argument("--duration", type=float, default=10.0,
+                       help="ros-ego: seconds timed per phase; ros-soak: seconds of the run (default 10)")
     bench.add_argument("--frames", type=int, default=90, help="frames to time (default 90)")
     bench.add_argument("--seed", type=int, default=0, help="synthetic sequence seed (default 0)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -122,8 +122,17 @@ def _publisher_command(extra: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "hand_scene_perception.ros.ego_bench", "--publish", *extra]
 
 
-def _phase(use_depth: bool, duration_s: float, rate_hz: float, detector=None, input_qos: str = "SENSOR_DATA") -> dict:
-    """One run: node + listener here, camera publisher in a child process; per-frame delivery and latency."""
+def _phase(
+    use_depth: bool,
+    duration_s: float,
+    rate_hz: float,
+    detector=None,
+    input_qos: str = "SENSOR_DATA",
+    inspect: Callable[[object], dict] | None = None,
+) -> dict:
+    """One run: node + listener here, camera publisher in a child process; per-frame delivery and latency.
+
+    ``inspect(node)`` runs after the publisher finished, before the node goes; its dict joins the result."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -165,6 +174,7 @@ def _phase(use_depth: bool, duration_s: float, rate_hz: float, detector=None, in
         dropped = node.dropped_frames()
         received = node.received_counts()
         processing_ms = node.processing_times_ms()
+        inspected = inspect(node) if inspect is not None else {}
     finally:
         executor.shutdown(timeout_sec=2.0)
         for each in (node, listener):
@@ -190,6 +200,7 @@ def _phase(use_depth: bool, duration_s: float, rate_hz: float, detector=None, in
         "dropped_frames_node": dropped,
         "received": received,
         "node_processing_ms_p50": float(np.median(processing_ms)) if processing_ms else float("nan"),
+        **inspected,
     }
 
 
@@ -220,6 +231,53 @@ def benchmark_ros_ego(duration_s: float = 10.0, rate_hz: float = 30.0) -> dict:
         "rgb_reliable_input": rgb_reliable,
         "rgbd": rgbd,
         "map_points": cloud["num_points"],
+    }
+
+
+def _resident_mb() -> float:
+    """This process's resident memory (Linux /proc), MB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def benchmark_ros_soak(duration_s: float = 600.0, rate_hz: float = 30.0, warmup_s: float = 60.0) -> dict:
+    """The soak target: RGB-D with mapping at ``rate_hz`` for ``duration_s``; resident memory sampled every 5 s,
+    growth measured from the end of ``warmup_s``; map and path sizes checked against their caps at the end."""
+    ensure_local_discovery(os.environ)
+    use_shipped_dds_profile(os.environ)
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        start = time.monotonic()
+        while not stop.wait(5.0):
+            samples.append((time.monotonic() - start, _resident_mb()))
+
+    def caps(node) -> dict:
+        processor = node._processor  # the bench inspects the node it owns
+        return {
+            "map_voxels": len(processor.pipeline.map),
+            "max_voxels": processor.pipeline.config.max_voxels,
+            "path_poses": {side.value: len(path) for side, path in processor.paths.items()},
+            "path_cap": node.get_parameter("path_max_poses").value,
+        }
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        phase = _phase(True, duration_s, rate_hz, input_qos="RELIABLE", inspect=caps)
+    finally:
+        stop.set()
+        sampler.join()
+    after_warmup = [mb for t, mb in samples if t >= warmup_s]
+    return {
+        "duration_s": duration_s,
+        "rate_hz": phase["rate_hz"],
+        "rss_after_warmup_mb": after_warmup[0] if after_warmup else None,
+        "rss_end_mb": after_warmup[-1] if after_warmup else None,
+        "rss_growth_mb": after_warmup[-1] - after_warmup[0] if after_warmup else None,
+        "rss_samples_mb": [round(mb, 1) for _, mb in samples],
+        **{key: phase[key] for key in ("map_voxels", "max_voxels", "path_poses", "path_cap", "delivered_fraction")},
     }
 
 
