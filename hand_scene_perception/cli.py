@@ -743,7 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--depth-topic", default=None,
                          help="registered depth topic (default /camera/depth/image_raw, when the bag has it)")
     process.add_argument("--no-depth", action="store_true", help="RGB only: ignore depth (no metric map)")
-    process.add_argument("--world-frame", default="world", help="world frame of the outputs (default: world)")
+    process.add_argument("--world-frame", default="map", help="world frame of the outputs (default: map)")
     process.add_argument("--map-period", type=float, default=1.0,
                          help="write the scene map every S seconds of bag time, and at the end (default 1)")
     process.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,

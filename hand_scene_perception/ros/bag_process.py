@@ -80,7 +80,7 @@ def process_bag(
     depth_topic: str | None = None,
     use_depth: bool = True,
     storage: str | None = None,
-    world_frame: str = "world",
+    world_frame: str = "map",
     map_period_s: float = 1.0,
     tolerance_ns: int = DEFAULT_TOLERANCE_NS,
     detector: HandDetector | None = None,

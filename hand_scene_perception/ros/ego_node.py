@@ -85,7 +85,7 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "map_stride": (2, _int("use every n-th depth pixel for the map [configure]", 1, 16)),
     "contact_threshold_m": (0.01, _float("hand-scene distance counted as contact, metres [configure]", 0.001, 0.1)),
     "hand_mask_margin_px": (20, _int("pixels around hands kept out of odometry and map [configure]", 0, 200)),
-    "world_frame": ("world", _text("frame of hands, paths, map and odometry (first camera pose) [configure]")),
+    "world_frame": ("map", _text("frame of hands, paths, map and odometry (first camera pose) [configure]")),
     "frame_prefix": ("", _text("prefix of the hand TF frames <prefix>left_hand / right_hand [configure]")),
     "use_depth": (True, _text("pair a registered depth image with the colour image [configure]")),
     "pairing_tolerance_s": (0.005, _float("largest stamp gap at which image and depth are paired, s "

@@ -89,7 +89,7 @@ class EgoMessageProcessor:
         self,
         config: EgoConfig,
         *,
-        world_frame: str = "world",
+        world_frame: str = "map",
         frame_prefix: str = "",
         path_max_poses: int = 1000,
         marker_lifetime_s: float = 0.5,

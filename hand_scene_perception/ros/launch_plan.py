@@ -23,7 +23,7 @@ PACKAGE = "hand_scene_perception"
 EGO_NODE_NAME = "ego_reconstruction"
 EGO_EXECUTABLE = "ego_reconstruction"
 # The node's world frame when the params file does not set one (ros_contracts.md: EgoMessageProcessor).
-DEFAULT_WORLD_FRAME = "world"
+DEFAULT_WORLD_FRAME = "map"
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 BACKENDS = ("embedded", "learned")
