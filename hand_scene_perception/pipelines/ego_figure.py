@@ -57,7 +57,8 @@ def render_scene_view(
     width, height = size
     points = np.asarray(map_points, np.float64).reshape(-1, 3)
     colors = np.asarray(map_colors, np.uint8).reshape(-1, 3)
-    world_to_view = _viewpoint(points, poses, hands)
+    scale = _scene_scale(points, poses)
+    world_to_view = _viewpoint(points, poses, hands, scale)
     focal = 0.5 * width / np.tan(np.radians(_FOV_DEG) / 2)
     view = PinholeCamera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
 
@@ -75,7 +76,7 @@ def render_scene_view(
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
     _draw_polyline(draw, view, world_to_view, poses[:, :3, 3], CAMERA_RGB, 2)
-    _draw_frustum(draw, view, world_to_view, poses[-1], _scene_scale(points, poses))
+    _draw_frustum(draw, view, world_to_view, poses[-1], scale)
     for side, path in paths:
         _draw_polyline(draw, view, world_to_view, np.asarray(path, np.float64).reshape(-1, 3), SIDE_RGB[side], 2)
     font = ImageFont.load_default()
@@ -92,12 +93,11 @@ def _scene_scale(points: np.ndarray, poses: np.ndarray) -> float:
     return max(float(np.ptp(content, axis=0).max()), 0.5)
 
 
-def _viewpoint(points: np.ndarray, poses: np.ndarray, hands: Sequence[HandMesh]) -> np.ndarray:
+def _viewpoint(points: np.ndarray, poses: np.ndarray, hands: Sequence[HandMesh], scale: float) -> np.ndarray:
     """World→view transform: behind and above the recording camera, looking at the scene's centre.
 
     "Up" is the recording camera's -y (optical frame), averaged over the trajectory, so the picture stands the
     way the user held the camera."""
-    scale = _scene_scale(points, poses)
     forward = poses[:, :3, 2].mean(axis=0)
     forward /= max(np.linalg.norm(forward), 1e-9)
     up = -poses[:, :3, 1].mean(axis=0)

@@ -34,14 +34,16 @@ from sensor_msgs.msg import Image, PointCloud2
 
 from hand_scene_msgs.msg import HandArray, HandMeshTopology
 
+from ..core import metrics
 from ..core.hand_model.side import HandSide
+from ..core.transforms import inverse_matrices, transform_points
 from ..pipelines.ego_eval import stamp_ns
 from ..pipelines.ego_figure import HandMesh, render_scene_view
 from ..pipelines.ego_outputs import write_json, write_png
-from ..synth.sequence import SynthFrame, generate_sequence
+from ..synth.sequence import SynthFrame, default_camera, generate_sequence
 from .bag_io import BagWriter
 from .bags import EGO_OUTPUT_TOPICS, BagPlayer, BagRecorder, CameraFrame, camera_topics, write_camera_bag
-from .conversions import MSG_TO_SIDE, point_cloud_arrays, pose_matrix, time_ns
+from .conversions import MSG_TO_SIDE, hand_state, point_cloud_arrays, pose_matrix, time_ns
 from .ego_node import EgoReconstructionNode
 from .launch_plan import EGO_NODE_NAME, ego_launch_plan
 from .launch_runner import ensure_local_discovery, node_ros_arguments, use_shipped_dds_profile
@@ -58,10 +60,10 @@ DEMO_NODE_ARGUMENTS = ["-p", "map_publish_rate_hz:=5.0"]
 
 @dataclass
 class _Truth:
-    """Per frame stamp: the camera pose and the visible hands (side, camera-frame joints) of the ground truth."""
+    """Per frame stamp: the camera pose and the visible hands' camera-frame joints of the ground truth."""
 
     T_world_camera: dict[int, np.ndarray] = field(default_factory=dict)
-    hands: dict[int, list[tuple[HandSide, np.ndarray]]] = field(default_factory=dict)
+    hands: dict[int, list[np.ndarray]] = field(default_factory=dict)
 
 
 def _recorded_frames(frames: Iterator[SynthFrame], truth: _Truth) -> Iterator[CameraFrame]:
@@ -69,7 +71,7 @@ def _recorded_frames(frames: Iterator[SynthFrame], truth: _Truth) -> Iterator[Ca
     for frame in frames:
         stamp = stamp_ns(frame)
         truth.T_world_camera[stamp] = frame.T_world_camera
-        truth.hands[stamp] = [(h.side, h.joints_cam) for h in frame.hands if h.visible]
+        truth.hands[stamp] = [h.joints_cam for h in frame.hands if h.visible]
         yield CameraFrame(stamp, frame.rgb, frame.depth)
 
 
@@ -137,8 +139,9 @@ def run_demo(
     topics = camera_topics(CAMERA_PREFIX)
     started = time.monotonic()
     say(f"demo: rendering {frames} synthetic RGB-D frames (seed {seed}, two hands) into {input_bag} ...")
-    write_camera_bag(input_bag, _recorded_frames(generate_sequence(seed, frames, num_hands=2), truth),
-                     _camera_of(seed), topic_prefix=CAMERA_PREFIX)
+    camera = default_camera()
+    write_camera_bag(input_bag, _recorded_frames(generate_sequence(seed, frames, num_hands=2, camera=camera), truth),
+                     camera, topic_prefix=CAMERA_PREFIX)
     say(f"demo: bag written in {time.monotonic() - started:.1f} s; starting the ego node (use_sim_time) ...")
 
     plan = ego_launch_plan({"camera_namespace": CAMERA_PREFIX, "use_sim_time": "true", "use_depth": "true"})
@@ -181,11 +184,6 @@ def run_demo(
     return summary
 
 
-def _camera_of(seed: int):
-    """The generator's camera for ``seed`` (fixed intrinsics; read from its first frame)."""
-    return next(iter(generate_sequence(seed, 1, num_hands=2))).camera
-
-
 def _summary(listener: _Listener, truth: _Truth, images_published: int, wall_s: float) -> dict:
     """Frames, hands, rate, latency and metric errors (against the ground truth) of what the node published."""
     with listener.lock:
@@ -193,42 +191,37 @@ def _summary(listener: _Listener, truth: _Truth, images_published: int, wall_s: 
         arrivals = dict(listener.image_arrival)
         poses = dict(listener.poses)
     latencies = [1e3 * (t - arrivals[s]) for s, (t, _) in hands.items() if s in arrivals]
-    c_errors, w_errors, hands_out = [], [], 0
+    c_errors, w_errors = [], []
+    # The node's world is its first camera pose: the ground truth's world maps into it through that frame.
     first = min(poses) if poses else None
-    # The node's world is its first camera pose: map the ground truth's world into it through that frame.
     world_from_truth = poses[first] @ np.linalg.inv(truth.T_world_camera[first]) if first is not None else None
     for stamp, (_, msg) in hands.items():
-        hands_out += len(msg.hands)
-        if stamp not in poses or stamp not in truth.hands:
+        if stamp not in poses or not truth.hands.get(stamp):
             continue
-        camera_from_world = np.linalg.inv(poses[stamp])
+        truth_camera = world_from_truth @ truth.T_world_camera[stamp]
         for hand in msg.hands:
-            joints_world = np.array([[p.x, p.y, p.z] for p in hand.joints])
-            joints_cam = joints_world @ camera_from_world[:3, :3].T + camera_from_world[:3, 3]
-            candidates = [gt for _, gt in truth.hands[stamp]]
-            if not candidates:
-                continue
-            gt_cam = min(candidates, key=lambda gt: float(np.linalg.norm(gt[0] - joints_cam[0])))
-            c_errors.append(1e3 * float(np.linalg.norm(joints_cam - gt_cam, axis=1).mean()))
-            gt_world = truth.T_world_camera[stamp]
-            gt_in_node = world_from_truth @ gt_world
-            gt_joints_world = gt_cam @ gt_in_node[:3, :3].T + gt_in_node[:3, 3]
-            w_errors.append(1e3 * float(np.linalg.norm(joints_world - gt_joints_world, axis=1).mean()))
-    ate = [float(np.linalg.norm(poses[s][:3, 3] - (world_from_truth @ truth.T_world_camera[s])[:3, 3]))
-           for s in poses if s in truth.T_world_camera]
+            joints_world = hand_state(hand).joints
+            joints_cam = transform_points(inverse_matrices(poses[stamp]), joints_world)
+            gt_cam = min(truth.hands[stamp], key=lambda gt: float(np.linalg.norm(gt[0] - joints_cam[0])))
+            c_errors.append(metrics.mpjpe_mm(joints_cam, gt_cam))
+            w_errors.append(metrics.mpjpe_mm(joints_world, transform_points(truth_camera, gt_cam)))
+    stamps = [s for s in sorted(poses) if s in truth.T_world_camera]
+    ate = (metrics.ate_m(np.array([poses[s] for s in stamps]),
+                         np.array([world_from_truth @ truth.T_world_camera[s] for s in stamps]), align="none")
+           if stamps else None)  # fmt: skip
     frames_with_truth = sum(1 for s, v in truth.hands.items() if v)
     return {
         "frames_in": images_published,
         "frames_out": len(hands),
         "delivered_fraction": len(hands) / images_published if images_published else 0.0,
-        "hands_published": hands_out,
+        "hands_published": sum(len(msg.hands) for _, msg in hands.values()),
         "frames_with_visible_hands": frames_with_truth,
         "rate_hz": len(hands) / wall_s if wall_s > 0 else 0.0,
         "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
         "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
         "c_mpjpe_mm": float(np.mean(c_errors)) if c_errors else None,
         "w_mpjpe_mm": float(np.mean(w_errors)) if w_errors else None,
-        "camera_ate_m": float(np.sqrt(np.mean(np.square(ate)))) if ate else None,
+        "camera_ate_m": ate,
         "map_points": int(listener.cloud.width * listener.cloud.height) if listener.cloud is not None else 0,
     }
 

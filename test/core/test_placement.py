@@ -110,12 +110,16 @@ def _rendered_depth(vertices: np.ndarray, faces: np.ndarray, rotation: np.ndarra
     return depth
 
 
+def _view_rotation(view: str) -> np.ndarray:
+    """A slightly turned hand; "back": the dorsal side (+z of the wrist frame) faces the camera, "palm": turned over."""
+    flip = Rotation.from_rotvec([np.pi, 0, 0]) if view == "back" else Rotation.identity()
+    return (Rotation.from_rotvec([0.3, -0.2, 0.1]) * flip).as_matrix()
+
+
 @pytest.mark.parametrize("view", ["back", "palm"])
 def test_depth_sees_the_skin_not_the_joint_centres(hand_mesh, view):
     vertices, faces, joints = hand_mesh
-    # "back": the dorsal side (+z of the wrist frame) faces the camera; "palm": turned over.
-    flip = Rotation.from_rotvec([np.pi, 0, 0]) if view == "back" else Rotation.identity()
-    rotation = (Rotation.from_rotvec([0.3, -0.2, 0.1]) * flip).as_matrix()
+    rotation = _view_rotation(view)
     truth = joints @ rotation.T + TRANSLATION
     placed = place_hand(CAMERA, CAMERA.project(truth), joints, "right", depth_m=_rendered_depth(vertices, faces,
                                                                                              rotation))
@@ -128,8 +132,7 @@ def test_depth_corrects_a_wrist_the_landmarks_put_too_near(hand_mesh, view):
     # The detector's palm is tilted: its wrist sits 4 cm nearer the camera than the knuckles say. The skin
     # over the metacarpals shows the tilt; the wrist slides back along its ray, its pixel unchanged.
     vertices, faces, joints = hand_mesh
-    flip = Rotation.from_rotvec([np.pi, 0, 0]) if view == "back" else Rotation.identity()
-    rotation = (Rotation.from_rotvec([0.3, -0.2, 0.1]) * flip).as_matrix()
+    rotation = _view_rotation(view)
     truth = joints @ rotation.T + TRANSLATION
     pixels = CAMERA.project(truth)
     tilted = joints.copy()

@@ -230,28 +230,36 @@ def test_camera_info_round_trip():
     assert back.d == camera.d and back.distortion_model == "plumb_bob"
 
 
-def test_bad_camera_info_raises_input_error():
-    camera = PinholeCamera.from_intrinsics(600.0, 600.0, 320.0, 240.0, 640, 480)
-    zero_k = camera_info_msg(camera, "cam", 0)
-    zero_k.k = [0.0] * 9
-    with pytest.raises(InputError, match="camera_info: K"):
-        pinhole_camera(zero_k)
-    unknown = camera_info_msg(camera, "cam", 0)
-    unknown.distortion_model = "fancy_lens"
-    with pytest.raises(InputError, match="fancy_lens"):
-        pinhole_camera(unknown)
-    binned = camera_info_msg(camera, "cam", 0)
-    binned.binning_x = 2
-    with pytest.raises(InputError, match="binning"):
-        pinhole_camera(binned)
-    cropped = camera_info_msg(camera, "cam", 0)
-    cropped.roi.width, cropped.roi.height = 100, 100
-    with pytest.raises(InputError, match="region of interest"):
-        pinhole_camera(cropped)
-    empty = camera_info_msg(camera, "cam", 0)
-    empty.width = 0
-    with pytest.raises(InputError, match="size"):
-        pinhole_camera(empty)
+def _spoil_k(msg: CameraInfo) -> None:
+    msg.k = [0.0] * 9
+
+
+def _spoil_model(msg: CameraInfo) -> None:
+    msg.distortion_model = "fancy_lens"
+
+
+def _spoil_binning(msg: CameraInfo) -> None:
+    msg.binning_x = 2
+
+
+def _spoil_roi(msg: CameraInfo) -> None:
+    msg.roi.width, msg.roi.height = 100, 100
+
+
+def _spoil_size(msg: CameraInfo) -> None:
+    msg.width = 0
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [(_spoil_k, "camera_info: K"), (_spoil_model, "fancy_lens"), (_spoil_binning, "binning"),
+     (_spoil_roi, "region of interest"), (_spoil_size, "size")],
+)  # fmt: skip
+def test_bad_camera_info_raises_input_error(spoil, message):
+    msg = camera_info_msg(PinholeCamera.from_intrinsics(600.0, 600.0, 320.0, 240.0, 640, 480), "cam", 0)
+    spoil(msg)
+    with pytest.raises(InputError, match=message):
+        pinhole_camera(msg)
 
 
 def test_image_size_must_match_camera_info():
