@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 MM_PER_M = 1000.0
+# Relative aspect-ratio difference still taken as the same view (rounding of odd resolutions).
+DEPTH_ASPECT_TOLERANCE = 0.01
 
 
 def depth_to_metres(depth: np.ndarray, max_range_m: float = 10.0) -> np.ndarray:
@@ -45,6 +47,20 @@ def resample_depth(depth_m: np.ndarray, height: int, width: int) -> np.ndarray:
     return depth_m[rows[:, None], cols[None, :]]
 
 
+def check_depth_registered(depth_height: int, depth_width: int, height: int, width: int) -> None:
+    """ValueError unless the depth image can be registered to the (height, width) colour image: any resolution,
+    but the same aspect (a depth image of another aspect shows another view, and resampling would misplace it)."""
+    if depth_height <= 0 or depth_width <= 0 or abs((depth_width / depth_height) / (width / height) - 1.0) > (
+        DEPTH_ASPECT_TOLERANCE
+    ):
+        raise ValueError(
+            f"depth is {depth_width}x{depth_height} but the image is {width}x{height}: "
+            "depth must be registered to the colour image (same view, any resolution of the same aspect)"
+        )
+
+
 def aligned_depth_metres(depth: np.ndarray, height: int, width: int, max_range_m: float = 10.0) -> np.ndarray:
     """The normalised depth the pipelines consume: metres, float32, colour resolution, 0 = invalid."""
-    return resample_depth(depth_to_metres(depth, max_range_m), height, width)
+    metres = depth_to_metres(depth, max_range_m)
+    check_depth_registered(*metres.shape, height, width)
+    return resample_depth(metres, height, width)

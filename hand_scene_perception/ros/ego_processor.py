@@ -23,6 +23,7 @@ from visualization_msgs.msg import MarkerArray
 
 from hand_scene_msgs.msg import ContactArray, Hand, HandArray, HandMeshTopology
 
+from ..core.depth import check_depth_registered
 from ..core.hand_model.side import HandSide
 from ..core.hand_state import HandState
 from ..pipelines.ego import EgoConfig, EgoFrame, EgoHand, EgoPipeline, EgoResult, HandDetector
@@ -52,7 +53,6 @@ FALLBACK_CAMERA_FRAME = "camera_optical_frame"
 # An image stamped this far ahead of the node clock means the two clocks differ (use_sim_time mismatch).
 FUTURE_STAMP_TOLERANCE_NS = NS_PER_S
 # Depth may have another resolution than the colour image (it is resampled) but must show the same view.
-DEPTH_ASPECT_TOLERANCE = 0.01
 
 
 class DepthInputError(InputError):
@@ -134,15 +134,9 @@ class EgoMessageProcessor:
         if depth is not None:
             try:
                 depth_array = depth_image(depth)
-            except InputError as error:
+                check_depth_registered(depth.height, depth.width, camera.height, camera.width)
+            except ValueError as error:  # InputError included
                 raise DepthInputError(str(error)) from None
-            image_aspect = camera.width / camera.height
-            depth_aspect = depth.width / depth.height
-            if abs(depth_aspect / image_aspect - 1.0) > DEPTH_ASPECT_TOLERANCE:
-                raise DepthInputError(
-                    f"depth is {depth.width}x{depth.height} but the image is {camera.width}x{camera.height}: "
-                    "depth must be registered to the colour image (same view, any resolution of the same aspect)"
-                )
         frame_id = image.header.frame_id
         if not frame_id:
             frame_id = f"{self.frame_prefix}{FALLBACK_CAMERA_FRAME}"

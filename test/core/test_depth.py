@@ -39,3 +39,9 @@ def test_aligned_depth_from_half_resolution_millimetres():
     out = aligned_depth_metres(depth, 480, 640)
     assert out.shape == (480, 640) and out.dtype == np.float32
     assert np.all(out == pytest.approx(0.8))
+
+
+def test_depth_of_another_aspect_is_refused():
+    with pytest.raises(ValueError, match="registered to the colour image"):
+        aligned_depth_metres(np.ones((480, 480), np.float32), 480, 640)
+    assert aligned_depth_metres(np.ones((241, 321), np.float32), 480, 640).shape == (480, 640)  # rounding is fine
