@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from .hand_model.joint_order import NUM_JOINTS
 from .hand_model.side import HandSide
@@ -64,3 +65,28 @@ def _checked(value: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
+
+
+def transformed_state(state: HandState, transform: np.ndarray) -> HandState:
+    """The same hand expressed in another frame (transform maps the state's frame into the new one)."""
+    rotation, offset = transform[:3, :3], transform[:3, 3]
+    root = state.joints[0]
+    new_root = rotation @ root + offset
+    global_rotation = rotation @ Rotation.from_rotvec(state.model_pose[0]).as_matrix()
+    model_pose = state.model_pose.copy()
+    model_pose[0] = Rotation.from_matrix(global_rotation).as_rotvec()
+    return HandState(
+        track_id=state.track_id,
+        side=state.side,
+        confidence=state.confidence,
+        joints=state.joints @ rotation.T + offset,
+        wrist_pose=transform @ state.wrist_pose,
+        model_name=state.model_name,
+        model_pose=model_pose,
+        model_shape=state.model_shape,
+        # The root stays the rotation centre: its rest position is root - translation.
+        model_translation=new_root - (root - state.model_translation),
+        vertices=None if state.vertices is None else state.vertices @ rotation.T + offset,
+        landmarks_px=state.landmarks_px,
+        image_frame_id=state.image_frame_id,
+    )

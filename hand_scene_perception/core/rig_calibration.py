@@ -1,0 +1,476 @@
+"""Self-calibration of a static multi-camera rig from the hands it sees (the embedded tier of HGGT's task).
+
+Method (no calibration target, no learned multi-view weights):
+
+1. **Links**: whenever two cameras see the same hand in one frame, each camera's metric hand placement
+   (core/placement.py: the hand's size against its landmarks) gives the hand's joints in that camera; a rigid
+   alignment of the two joint sets is one sample of the cameras' relative pose. Samples are kept per pair.
+2. **Initialisation**: once a pair has ``min_link_frames`` samples, its relative rotation is the robust chordal
+   mean of the samples (core/multiview_geometry.py robust_rotation_mean: a frame with a flipped placement or a
+   swapped hand is rejected) and its translation the median over the inlier samples. Cameras are chained to the
+   reference camera (the first) along the best-supported links (maximum spanning tree by sample count).
+3. **Refinement**: bundle adjustment (pycolmap) of all calibrated cameras' poses, the unknown focal lengths and
+   the joints of up to ``max_keyframes`` kept hand observations (kept when the hand moved or turned since the
+   last one, so the joints span a volume), every ``adjust_every`` new keyframes. The adjuster leaves the scale
+   free; it is set from the hands' metric size (median palm size of the placements against the triangulated one).
+4. **Convergence**: the rig is CONVERGED once two successive adjustments moved no camera by more than
+   ``converged_rotation_deg`` and no focal length by more than ``converged_focal_pct``.
+5. **Moved cameras**: each calibrated camera's landmarks are compared with the joints triangulated from the
+   other cameras (leave-one-out). If the median error over ``moved_window`` frames exceeds ``moved_error_px``
+   (or four times its calibrated error), the camera's calibration is dropped and it is linked and adjusted anew
+   (state RECALIBRATING) instead of producing silently wrong output.
+
+Limits: the scale is as good as the metric hand size (MediaPipe's world landmarks fused with the average adult
+hand, core/placement.py), so rig translations carry that relative error; directions do not. Principal points
+are
+taken as the image centre for cameras without CameraInfo and there is no lens distortion estimate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy.spatial.transform import Rotation
+
+from .alignment import umeyama
+from .camera import PinholeCamera
+from .files import atomic_write
+from .multiview_geometry import (
+    bundle_adjust,
+    median_finite,
+    reprojection_errors,
+    robust_rotation_mean,
+    scale_rig,
+    triangulate_points,
+)
+from .placement import palm_size_m
+from .transforms import inverse_matrices
+
+CALIBRATION_FORMAT = "hand_scene_perception/rig_calibration/v1"
+_MAX_LINK_SAMPLES = 200
+
+
+class RigState(IntEnum):
+    """Rig calibration state (same values as hand_scene_msgs/MultiCameraCalibration STATE_*)."""
+
+    UNCALIBRATED = 0
+    CONVERGING = 1
+    CONVERGED = 2
+    RECALIBRATING = 3
+
+
+@dataclass
+class CalibrationConfig:
+    """Self-calibration settings (module notes: the method)."""
+
+    default_hfov_deg: float = 65.0
+    min_link_frames: int = 8
+    max_keyframes: int = 100
+    keyframe_motion_m: float = 0.01
+    keyframe_rotation_deg: float = 5.0
+    adjust_every: int = 10
+    huber_px: float = 3.0
+    outlier_px: float = 30.0
+    converged_rotation_deg: float = 0.5
+    converged_focal_pct: float = 2.0
+    moved_error_px: float = 25.0
+    moved_window: int = 15
+
+    def __post_init__(self) -> None:
+        """Reject settings that would stall or corrupt the calibration."""
+        if not 10.0 < self.default_hfov_deg < 170.0:
+            raise ValueError(f"default_hfov_deg must be in (10, 170), got {self.default_hfov_deg}")
+        for name in ("min_link_frames", "max_keyframes", "adjust_every", "moved_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("keyframe_motion_m", "keyframe_rotation_deg", "huber_px", "outlier_px", "moved_error_px",
+                     "converged_rotation_deg", "converged_focal_pct"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass
+class RigCamera:
+    """One camera of the rig: its intrinsics (known from CameraInfo or estimated) and its pose, once calibrated.
+
+    camera: the pinhole model with the current intrinsics (the user's, with their distortion, when known).
+    T_ref_cam: (4, 4) pose of the optical frame in the reference frame, or None while uncalibrated.
+    """
+
+    name: str
+    camera: PinholeCamera
+    focal_known: bool
+    T_ref_cam: np.ndarray | None = None
+    reprojection_error_px: float = float("nan")
+    observations: int = 0
+    converged: bool = False
+    _recent_errors: deque = field(default_factory=deque, repr=False)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether this camera has a pose in the reference frame."""
+        return self.T_ref_cam is not None
+
+    def pinhole_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(..., 2) landmarks as an undistorted pinhole with this camera's fx, fy, cx, cy would see them."""
+        if not self.camera.is_distorted:
+            return np.asarray(pixels, dtype=np.float64)
+        xy = self.camera.undistort_points(pixels)
+        cam = self.camera
+        return np.stack([cam.fx * xy[..., 0] + cam.cx, cam.fy * xy[..., 1] + cam.cy], axis=-1)
+
+
+def guessed_camera(width: int, height: int, hfov_deg: float) -> PinholeCamera:
+    """Pinhole for a camera without CameraInfo: square pixels, centred principal point, a typical field of view."""
+    focal = 0.5 * width / np.tan(np.radians(hfov_deg) / 2)
+    return PinholeCamera.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
+
+
+@dataclass
+class _Keyframe:
+    """One hand seen by two or more cameras: pinhole pixels (V, 21, 2) (NaN where unseen) and its metric palm size."""
+
+    pixels: np.ndarray
+    palm_size_m: float
+
+
+@dataclass(frozen=True)
+class HandViews:
+    """One hand in one frame as the cameras saw it: per camera index, pinhole landmarks (21, 2) and the metric
+    placement of its joints in that camera (21, 3)."""
+
+    pixels: dict[int, np.ndarray]
+    joints_cam: dict[int, np.ndarray]
+
+
+class RigCalibrator:
+    """Accumulates hand observations from the rig's cameras and keeps the rig calibrated (module notes)."""
+
+    def __init__(self, cameras: list[RigCamera], config: CalibrationConfig | None = None) -> None:
+        if len(cameras) < 1:
+            raise ValueError("a rig needs at least one camera")
+        names = [c.name for c in cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique, got {names}")
+        self.config = config or CalibrationConfig()
+        self.cameras = cameras
+        self.cameras[0].T_ref_cam = np.eye(4)
+        self.state = RigState.UNCALIBRATED
+        self._links: dict[tuple[int, int], deque] = {}
+        self._keyframes: deque[_Keyframe] = deque(maxlen=self.config.max_keyframes)
+        self._last_keyframe_pose: np.ndarray | None = None
+        self._new_keyframes = 0
+        self._stable_adjustments = 0
+        self.adjustments = 0
+
+    # ------------------------------------------------------------------ observations
+
+    def observe(self, hands: list[HandViews]) -> bool:
+        """Add one frame's multi-camera hand observations; calibrate or refine when due. Returns True when the rig
+        changed (new cameras calibrated or an adjustment ran)."""
+        for hand in hands:
+            views = sorted(hand.pixels)
+            if len(views) < 2:
+                continue
+            for a_index, a in enumerate(views):
+                for b in views[a_index + 1 :]:
+                    self._add_link(a, b, hand.joints_cam[a], hand.joints_cam[b])
+            self._maybe_keyframe(hand, views)
+        changed = self._link_uncalibrated()
+        if changed or (self._new_keyframes >= self.config.adjust_every and self._calibrated_count() >= 2):
+            self.adjust()
+            changed = True
+        return changed
+
+    def _add_link(self, a: int, b: int, joints_a: np.ndarray, joints_b: np.ndarray) -> None:
+        """One sample of T_a_b (camera b's optical frame in camera a's) from the hand's joints in both."""
+        _, rotation, translation = umeyama(joints_b, joints_a, with_scale=False, strict=False)
+        samples = self._links.setdefault((a, b), deque(maxlen=_MAX_LINK_SAMPLES))
+        samples.append((rotation, translation))
+
+    def _maybe_keyframe(self, hand: HandViews, views: list[int]) -> None:
+        """Keep the observation when the hand moved or turned since the last keyframe (seen from the same camera)."""
+        first = views[0]
+        joints = hand.joints_cam[first]
+        palm = joints[[0, 5, 9, 13, 17]]
+        pose = np.concatenate([palm.mean(axis=0), (palm[1:] - palm[0]).ravel()])
+        last = self._last_keyframe_pose
+        if last is not None and len(last) == len(pose) + 1 and last[-1] == first:
+            moved = np.linalg.norm(pose[:3] - last[:3])
+            before, after = last[3:-1].reshape(4, 3), pose[3:].reshape(4, 3)
+            _, rotation, _ = umeyama(before, after, with_scale=False, strict=False)
+            turned = np.degrees(Rotation.from_matrix(rotation).magnitude())
+            if moved < self.config.keyframe_motion_m and turned < self.config.keyframe_rotation_deg:
+                return
+        self._last_keyframe_pose = np.append(pose, first)
+        pixels = np.full((len(self.cameras), 21, 2), np.nan)
+        for view in views:
+            pixels[view] = hand.pixels[view]
+        sizes = [palm_size_m(hand.joints_cam[view]) for view in views]
+        self._keyframes.append(_Keyframe(pixels=pixels, palm_size_m=float(np.median(sizes))))
+        self._new_keyframes += 1
+
+    # ------------------------------------------------------------------ linking
+
+    def _calibrated_count(self) -> int:
+        return sum(c.calibrated for c in self.cameras)
+
+    def _link_uncalibrated(self) -> bool:
+        """Give uncalibrated cameras a pose through their best-supported link to a calibrated one (Prim's order)."""
+        linked = False
+        while True:
+            best = None
+            for (a, b), samples in self._links.items():
+                if len(samples) < self.config.min_link_frames:
+                    continue
+                for known, unknown in ((a, b), (b, a)):
+                    usable = self.cameras[known].calibrated and not self.cameras[unknown].calibrated
+                    if usable and (best is None or len(samples) > best[0]):
+                        best = (len(samples), known, unknown)
+            if best is None:
+                return linked
+            _, known, unknown = best
+            T_known_unknown = self._averaged_link(known, unknown)
+            self.cameras[unknown].T_ref_cam = self.cameras[known].T_ref_cam @ T_known_unknown
+            self._stable_adjustments = 0
+            if self.state is RigState.UNCALIBRATED:
+                self.state = RigState.CONVERGING
+            linked = True
+
+    def _averaged_link(self, a: int, b: int) -> np.ndarray:
+        """T_a_b from the pair's samples: robust rotation mean, median translation of the inlier samples."""
+        samples = self._links[(min(a, b), max(a, b))]
+        rotations = np.array([r for r, _ in samples])
+        translations = np.array([t for _, t in samples])
+        rotation, inliers = robust_rotation_mean(rotations)
+        transform = np.eye(4)
+        transform[:3, :3] = rotation
+        transform[:3, 3] = np.median(translations[inliers], axis=0)
+        return transform if a < b else inverse_matrices(transform)
+
+    # ------------------------------------------------------------------ adjustment
+
+    def rig_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(intrinsics (V, 4), T_cam_ref (V, 4, 4) with NaN for uncalibrated cameras, calibrated mask (V,))."""
+        intrinsics = np.array([[c.camera.fx, c.camera.fy, c.camera.cx, c.camera.cy] for c in self.cameras])
+        calibrated = np.array([c.calibrated for c in self.cameras])
+        T_cam_ref = np.full((len(self.cameras), 4, 4), np.nan)
+        for index, camera in enumerate(self.cameras):
+            if camera.calibrated:
+                T_cam_ref[index] = inverse_matrices(camera.T_ref_cam)
+        return intrinsics, T_cam_ref, calibrated
+
+    def adjust(self) -> None:
+        """Bundle-adjust the calibrated cameras with the keyframes, set the metric scale, update convergence."""
+        self._new_keyframes = 0
+        intrinsics, T_cam_ref, calibrated = self.rig_arrays()
+        views = np.flatnonzero(calibrated)
+        if len(views) < 2 or not self._keyframes:
+            return
+        pixels = np.concatenate([k.pixels[views] for k in self._keyframes], axis=1)  # (v, 21 K, 2)
+        sizes = np.array([[self.cameras[v].camera.width, self.cameras[v].camera.height] for v in views])
+        points = triangulate_points(intrinsics[views], T_cam_ref[views], pixels)
+        if np.count_nonzero(np.isfinite(points).all(axis=1)) < 21:
+            return
+        optimize = np.array([not self.cameras[v].focal_known for v in views])
+        result = bundle_adjust(
+            intrinsics[views], T_cam_ref[views], points, pixels, sizes,
+            optimize_focal=optimize, huber_px=self.config.huber_px,
+        )
+        # a second pass without the observations the first one could not explain (wrong hand, bad landmarks)
+        result = bundle_adjust(
+            result.intrinsics, result.T_cam_ref, result.points, pixels, sizes,
+            optimize_focal=optimize, huber_px=self.config.huber_px, outlier_px=self.config.outlier_px,
+        )
+        rig, _ = scale_rig(result.T_cam_ref, result.points, self._metric_scale(result.points))
+        before = [self.cameras[v].T_ref_cam for v in views]
+        before_focal = intrinsics[views, 0]
+        for k, view in enumerate(views):
+            camera = self.cameras[view]
+            camera.T_ref_cam = inverse_matrices(rig[k]) if view != 0 else np.eye(4)
+            if not camera.focal_known:
+                f = float(result.intrinsics[k, 0])
+                camera.camera = PinholeCamera.from_intrinsics(
+                    f, f, camera.camera.cx, camera.camera.cy, camera.camera.width, camera.camera.height
+                )
+            camera.reprojection_error_px = float(result.rms_px[k])
+            camera.observations = int(result.observations[k] // 21)
+        self.adjustments += 1
+        self._update_convergence(views, before, before_focal)
+
+    def _metric_scale(self, points: np.ndarray) -> float:
+        """Factor taking the adjusted rig to metres: the keyframes' metric palm size over the triangulated one."""
+        triangulated = points.reshape(-1, 21, 3)
+        sizes = np.array([palm_size_m(j) if np.isfinite(j[[0, 5, 9, 13, 17]]).all() else np.nan for j in triangulated])
+        metric = np.array([k.palm_size_m for k in self._keyframes])
+        ok = np.isfinite(sizes) & (sizes > 0)
+        return float(np.median(metric[ok]) / np.median(sizes[ok])) if ok.any() else 1.0
+
+    def _update_convergence(self, views: np.ndarray, before: list, before_focal: np.ndarray) -> None:
+        """CONVERGED after two successive adjustments that changed no camera beyond the tolerances."""
+        changes = []
+        for k, view in enumerate(views):
+            camera = self.cameras[view]
+            if before[k] is None:
+                changes.append(np.inf)
+                continue
+            rotation = before[k][:3, :3].T @ camera.T_ref_cam[:3, :3]
+            angle = np.degrees(Rotation.from_matrix(rotation).magnitude())
+            focal = 100.0 * abs(camera.camera.fx / before_focal[k] - 1.0)
+            changes.append(max(angle / self.config.converged_rotation_deg, focal / self.config.converged_focal_pct))
+        stable = max(changes) <= 1.0
+        self._stable_adjustments = self._stable_adjustments + 1 if stable else 0
+        done = self._stable_adjustments >= 2 and self._calibrated_count() == len(self.cameras)
+        for view in views:
+            self.cameras[view].converged = self._stable_adjustments >= 2
+        if done:
+            self.state = RigState.CONVERGED
+        elif self.state is RigState.CONVERGED:
+            self.state = RigState.CONVERGING
+
+    # ------------------------------------------------------------------ moved cameras
+
+    def check_consistency(self, view: int, error_px: float) -> bool:
+        """Record a calibrated camera's leave-one-out landmark error for one frame; drop its calibration and return
+        True when it has been inconsistent for a whole window (it moved)."""
+        camera = self.cameras[view]
+        if not camera.calibrated or not np.isfinite(error_px):
+            return False
+        window = camera._recent_errors
+        window.append(float(error_px))
+        while len(window) > self.config.moved_window:
+            window.popleft()
+        limit = max(self.config.moved_error_px, 4.0 * np.nan_to_num(camera.reprojection_error_px))
+        if len(window) < self.config.moved_window or np.median(window) <= limit:
+            return False
+        self.forget_camera(view)
+        return True
+
+    def forget_camera(self, view: int) -> None:
+        """Drop one camera's calibration and evidence (it moved): it is linked and adjusted again from new frames."""
+        camera = self.cameras[view]
+        camera._recent_errors.clear()
+        camera.converged = False
+        camera.reprojection_error_px = float("nan")
+        camera.observations = 0
+        for pair in [p for p in self._links if view in p]:
+            del self._links[pair]
+        for keyframe in self._keyframes:
+            keyframe.pixels[view] = np.nan
+        self._stable_adjustments = 0
+        if view == 0:
+            # the reference frame is defined by camera 0: the others are re-expressed relative to it anew
+            for other in self.cameras[1:]:
+                other.T_ref_cam = None
+            self._links.clear()
+            self._keyframes.clear()
+            self.state = RigState.RECALIBRATING
+            return
+        camera.T_ref_cam = None
+        self.state = RigState.RECALIBRATING
+
+    def reset(self) -> None:
+        """Forget everything learned (cameras without CameraInfo go back to the guessed focal length)."""
+        for camera in self.cameras:
+            camera.T_ref_cam = None
+            camera.converged = False
+            camera.reprojection_error_px = float("nan")
+            camera.observations = 0
+            camera._recent_errors.clear()
+            if not camera.focal_known:
+                cam = camera.camera
+                camera.camera = guessed_camera(cam.width, cam.height, self.config.default_hfov_deg)
+        self.cameras[0].T_ref_cam = np.eye(4)
+        self._links.clear()
+        self._keyframes.clear()
+        self._last_keyframe_pose = None
+        self._new_keyframes = self._stable_adjustments = 0
+        self.state = RigState.UNCALIBRATED
+
+    # ------------------------------------------------------------------ triangulation with the current rig
+
+    def triangulate(self, pixels: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[int, float]]:
+        """(21, 3) reference-frame joints from the calibrated cameras' landmarks and each camera's median error."""
+        intrinsics, T_cam_ref, calibrated = self.rig_arrays()
+        views = [v for v in sorted(pixels) if calibrated[v]]
+        stacked = np.array([pixels[v] for v in views])
+        joints = triangulate_points(intrinsics[views], T_cam_ref[views], stacked)
+        errors = reprojection_errors(intrinsics[views], T_cam_ref[views], joints, stacked)
+        return joints, {v: median_finite(errors[k]) for k, v in enumerate(views)}
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | Path) -> Path:
+        """Write the calibration as YAML (atomic): per camera intrinsics, pose, error and observations."""
+        document = {
+            "format": CALIBRATION_FORMAT,
+            "state": self.state.name.lower(),
+            "reference": self.cameras[0].name,
+            "cameras": [_camera_entry(c) for c in self.cameras],
+        }
+        path = Path(path)
+        with atomic_write(path, "w") as handle:
+            yaml.safe_dump(document, handle, sort_keys=False)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Read a calibration written by :meth:`save` for this rig's cameras (names and image sizes must match)."""
+        document = yaml.safe_load(Path(path).read_text())
+        if not isinstance(document, dict) or document.get("format") != CALIBRATION_FORMAT:
+            raise ValueError(f"{path} is not a rig calibration file ({CALIBRATION_FORMAT})")
+        entries = {entry["name"]: entry for entry in document.get("cameras", [])}
+        names = [c.name for c in self.cameras]
+        if sorted(entries) != sorted(names) or document.get("reference") != names[0]:
+            raise ValueError(
+                f"{path} calibrates cameras {sorted(entries)} (reference {document.get('reference')!r}) but this rig "
+                f"has {names} (reference {names[0]!r})"
+            )
+        loaded = []
+        for camera in self.cameras:
+            entry = entries[camera.name]
+            if (entry["width"], entry["height"]) != (camera.camera.width, camera.camera.height):
+                raise ValueError(
+                    f"{path}: camera {camera.name!r} was calibrated at {entry['width']}x{entry['height']}, "
+                    f"its images are {camera.camera.width}x{camera.camera.height}"
+                )
+            pose = entry.get("T_reference_camera")
+            if pose is not None:
+                pose = np.asarray(pose, dtype=np.float64)
+                if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+                    raise ValueError(f"{path}: camera {camera.name!r} T_reference_camera must be a finite 4x4 matrix")
+            loaded.append((camera, entry, pose))
+        for camera, entry, pose in loaded:
+            if not camera.focal_known:
+                fx, fy, cx, cy = (float(entry["intrinsics"][k]) for k in ("fx", "fy", "cx", "cy"))
+                camera.camera = PinholeCamera.from_intrinsics(fx, fy, cx, cy, camera.camera.width, camera.camera.height)
+            camera.T_ref_cam = pose
+            error = entry.get("reprojection_error_px")
+            camera.reprojection_error_px = float("nan") if error is None else float(error)
+            camera.observations = int(entry.get("observations", 0))
+            camera.converged = bool(entry.get("converged", False))
+        self.state = RigState[str(document.get("state", "converging")).upper()]
+
+
+def _camera_entry(camera: RigCamera) -> dict:
+    """One camera's YAML entry (plain lists and floats, readable and diffable)."""
+    cam = camera.camera
+    return {
+        "name": camera.name,
+        "width": cam.width,
+        "height": cam.height,
+        "intrinsics": {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy},
+        "intrinsics_source": "camera_info" if camera.focal_known else "estimated",
+        "distortion_model": cam.distortion_model,
+        "distortion": list(cam.d),
+        "T_reference_camera": None if camera.T_ref_cam is None else np.round(camera.T_ref_cam, 9).tolist(),
+        "reprojection_error_px": (
+            float(camera.reprojection_error_px) if np.isfinite(camera.reprojection_error_px) else None
+        ),
+        "observations": camera.observations,
+        "converged": camera.converged,
+    }
