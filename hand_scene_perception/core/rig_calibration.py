@@ -148,6 +148,67 @@ class HandViews:
     joints_cam: dict[int, np.ndarray]
 
 
+@dataclass(frozen=True)
+class AdjustmentOutcome:
+    """A finished adjustment: per adjusted camera (``views``) its pose T_ref_cam, focal length, RMS error and the
+    hand observations (frames) that constrained it."""
+
+    generation: int
+    views: np.ndarray
+    T_ref_cam: np.ndarray
+    focal: np.ndarray
+    rms_px: np.ndarray
+    observations: np.ndarray
+
+
+@dataclass(frozen=True)
+class AdjustmentJob:
+    """Everything one bundle adjustment needs, copied from the calibrator: :meth:`run` touches no shared state,
+    so it may run on a worker thread while frames keep coming (:meth:`RigCalibrator.apply_adjustment`)."""
+
+    generation: int
+    views: np.ndarray
+    intrinsics: np.ndarray
+    T_cam_ref: np.ndarray
+    pixels: np.ndarray
+    image_sizes: np.ndarray
+    optimize_focal: np.ndarray
+    palm_sizes_m: np.ndarray
+    huber_px: float
+    outlier_px: float
+
+    def run(self) -> AdjustmentOutcome | None:
+        """Two passes of bundle adjustment (the second without the observations the first could not explain:
+        a wrong hand, bad landmarks), then the metric scale from the hands' size."""
+        points = triangulate_points(self.intrinsics, self.T_cam_ref, self.pixels)
+        if np.count_nonzero(np.isfinite(points).all(axis=1)) < 21:
+            return None
+        first = bundle_adjust(
+            self.intrinsics, self.T_cam_ref, points, self.pixels, self.image_sizes,
+            optimize_focal=self.optimize_focal, huber_px=self.huber_px,
+        )
+        result = bundle_adjust(
+            first.intrinsics, first.T_cam_ref, first.points, self.pixels, self.image_sizes,
+            optimize_focal=self.optimize_focal, huber_px=self.huber_px, outlier_px=self.outlier_px,
+        )
+        rig, _ = scale_rig(result.T_cam_ref, result.points, self._metric_scale(result.points))
+        return AdjustmentOutcome(
+            generation=self.generation,
+            views=self.views,
+            T_ref_cam=inverse_matrices(rig),
+            focal=result.intrinsics[:, 0],
+            rms_px=result.rms_px,
+            observations=result.observations // 21,
+        )
+
+    def _metric_scale(self, points: np.ndarray) -> float:
+        """Factor taking the adjusted rig to metres: the keyframes' metric palm size over the triangulated one."""
+        triangulated = points.reshape(-1, 21, 3)
+        sizes = np.array([palm_size_m(j) if np.isfinite(j[[0, 5, 9, 13, 17]]).all() else np.nan for j in triangulated])
+        ok = np.isfinite(sizes) & (sizes > 0)
+        return float(np.median(self.palm_sizes_m[ok]) / np.median(sizes[ok])) if ok.any() else 1.0
+
+
 class RigCalibrator:
     """Accumulates hand observations from the rig's cameras and keeps the rig calibrated (module notes)."""
 
@@ -166,13 +227,18 @@ class RigCalibrator:
         self._last_keyframe_pose: np.ndarray | None = None
         self._new_keyframes = 0
         self._stable_adjustments = 0
+        self._relinked = False
+        # bumped whenever cameras are linked, dropped, reset or loaded: a bundle adjustment started before is stale
+        self._generation = 0
         self.adjustments = 0
 
     # ------------------------------------------------------------------ observations
 
-    def observe(self, hands: list[HandViews]) -> bool:
-        """Add one frame's multi-camera hand observations; calibrate or refine when due. Returns True when the rig
-        changed (new cameras calibrated or an adjustment ran)."""
+    def observe(self, hands: list[HandViews], *, adjust: bool = True) -> bool:
+        """Add one frame's multi-camera hand observations and link cameras that have enough of them; with
+        ``adjust``, also run the bundle adjustment here when one is due (else the caller runs
+        :meth:`adjustment_job` when :attr:`adjustment_due`, e.g. on another thread). Returns True when the rig
+        changed."""
         for hand in hands:
             views = sorted(hand.pixels)
             if len(views) < 2:
@@ -182,10 +248,15 @@ class RigCalibrator:
                     self._add_link(a, b, hand.joints_cam[a], hand.joints_cam[b])
             self._maybe_keyframe(hand, views)
         changed = self._link_uncalibrated()
-        if changed or (self._new_keyframes >= self.config.adjust_every and self._calibrated_count() >= 2):
-            self.adjust()
-            changed = True
+        if adjust and self.adjustment_due:
+            changed |= self.adjust()
         return changed
+
+    @property
+    def adjustment_due(self) -> bool:
+        """A camera was linked since the last adjustment, or ``adjust_every`` new keyframes arrived."""
+        enough = self._relinked or self._new_keyframes >= self.config.adjust_every
+        return enough and self._calibrated_count() >= 2 and bool(self._keyframes)
 
     def _add_link(self, a: int, b: int, joints_a: np.ndarray, joints_b: np.ndarray) -> None:
         """One sample of T_a_b (camera b's optical frame in camera a's) from the hand's joints in both."""
@@ -238,6 +309,8 @@ class RigCalibrator:
             T_known_unknown = self._averaged_link(known, unknown)
             self.cameras[unknown].T_ref_cam = self.cameras[known].T_ref_cam @ T_known_unknown
             self._stable_adjustments = 0
+            self._relinked = True
+            self._generation += 1
             if self.state is RigState.UNCALIBRATED:
                 self.state = RigState.CONVERGING
             linked = True
@@ -265,51 +338,52 @@ class RigCalibrator:
                 T_cam_ref[index] = inverse_matrices(camera.T_ref_cam)
         return intrinsics, T_cam_ref, calibrated
 
-    def adjust(self) -> None:
-        """Bundle-adjust the calibrated cameras with the keyframes, set the metric scale, update convergence."""
+    def adjustment_job(self) -> AdjustmentJob | None:
+        """Snapshot of the calibrated cameras and keyframes for one bundle adjustment (None if too little data)."""
         self._new_keyframes = 0
+        self._relinked = False
         intrinsics, T_cam_ref, calibrated = self.rig_arrays()
         views = np.flatnonzero(calibrated)
         if len(views) < 2 or not self._keyframes:
-            return
-        pixels = np.concatenate([k.pixels[views] for k in self._keyframes], axis=1)  # (v, 21 K, 2)
-        sizes = np.array([[self.cameras[v].camera.width, self.cameras[v].camera.height] for v in views])
-        points = triangulate_points(intrinsics[views], T_cam_ref[views], pixels)
-        if np.count_nonzero(np.isfinite(points).all(axis=1)) < 21:
-            return
-        optimize = np.array([not self.cameras[v].focal_known for v in views])
-        result = bundle_adjust(
-            intrinsics[views], T_cam_ref[views], points, pixels, sizes,
-            optimize_focal=optimize, huber_px=self.config.huber_px,
+            return None
+        return AdjustmentJob(
+            generation=self._generation,
+            views=views,
+            intrinsics=intrinsics[views],
+            T_cam_ref=T_cam_ref[views],
+            pixels=np.concatenate([k.pixels[views] for k in self._keyframes], axis=1),
+            image_sizes=np.array([[self.cameras[v].camera.width, self.cameras[v].camera.height] for v in views]),
+            optimize_focal=np.array([not self.cameras[v].focal_known for v in views]),
+            palm_sizes_m=np.array([k.palm_size_m for k in self._keyframes]),
+            huber_px=self.config.huber_px,
+            outlier_px=self.config.outlier_px,
         )
-        # a second pass without the observations the first one could not explain (wrong hand, bad landmarks)
-        result = bundle_adjust(
-            result.intrinsics, result.T_cam_ref, result.points, pixels, sizes,
-            optimize_focal=optimize, huber_px=self.config.huber_px, outlier_px=self.config.outlier_px,
-        )
-        rig, _ = scale_rig(result.T_cam_ref, result.points, self._metric_scale(result.points))
+
+    def adjust(self) -> bool:
+        """Run one bundle adjustment here and now; True when it was applied."""
+        job = self.adjustment_job()
+        return job is not None and self.apply_adjustment(job.run())
+
+    def apply_adjustment(self, outcome: AdjustmentOutcome | None) -> bool:
+        """Take an adjustment's result, unless the rig changed since its snapshot; update convergence."""
+        if outcome is None or outcome.generation != self._generation:
+            return False
+        views = outcome.views
         before = [self.cameras[v].T_ref_cam for v in views]
-        before_focal = intrinsics[views, 0]
+        before_focal = np.array([self.cameras[v].camera.fx for v in views])
         for k, view in enumerate(views):
             camera = self.cameras[view]
-            camera.T_ref_cam = inverse_matrices(rig[k]) if view != 0 else np.eye(4)
+            camera.T_ref_cam = outcome.T_ref_cam[k] if view != 0 else np.eye(4)
             if not camera.focal_known:
-                f = float(result.intrinsics[k, 0])
+                f = float(outcome.focal[k])
                 camera.camera = PinholeCamera.from_intrinsics(
                     f, f, camera.camera.cx, camera.camera.cy, camera.camera.width, camera.camera.height
                 )
-            camera.reprojection_error_px = float(result.rms_px[k])
-            camera.observations = int(result.observations[k] // 21)
+            camera.reprojection_error_px = float(outcome.rms_px[k])
+            camera.observations = int(outcome.observations[k])
         self.adjustments += 1
         self._update_convergence(views, before, before_focal)
-
-    def _metric_scale(self, points: np.ndarray) -> float:
-        """Factor taking the adjusted rig to metres: the keyframes' metric palm size over the triangulated one."""
-        triangulated = points.reshape(-1, 21, 3)
-        sizes = np.array([palm_size_m(j) if np.isfinite(j[[0, 5, 9, 13, 17]]).all() else np.nan for j in triangulated])
-        metric = np.array([k.palm_size_m for k in self._keyframes])
-        ok = np.isfinite(sizes) & (sizes > 0)
-        return float(np.median(metric[ok]) / np.median(sizes[ok])) if ok.any() else 1.0
+        return True
 
     def _update_convergence(self, views: np.ndarray, before: list, before_focal: np.ndarray) -> None:
         """CONVERGED after two successive adjustments that changed no camera beyond the tolerances."""
@@ -363,6 +437,7 @@ class RigCalibrator:
         for keyframe in self._keyframes:
             keyframe.pixels[view] = np.nan
         self._stable_adjustments = 0
+        self._generation += 1
         if view == 0:
             # the reference frame is defined by camera 0: the others are re-expressed relative to it anew
             for other in self.cameras[1:]:
@@ -390,6 +465,8 @@ class RigCalibrator:
         self._keyframes.clear()
         self._last_keyframe_pose = None
         self._new_keyframes = self._stable_adjustments = 0
+        self._relinked = False
+        self._generation += 1
         self.state = RigState.UNCALIBRATED
 
     # ------------------------------------------------------------------ triangulation with the current rig
@@ -454,6 +531,7 @@ class RigCalibrator:
             camera.observations = int(entry.get("observations", 0))
             camera.converged = bool(entry.get("converged", False))
         self.state = RigState[str(document.get("state", "converging")).upper()]
+        self._generation += 1
 
 
 def _camera_entry(camera: RigCamera) -> dict:

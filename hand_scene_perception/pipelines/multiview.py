@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +65,9 @@ class MultiviewConfig:
     # hand widths (wrist to middle knuckle, in pixels) of the hand's projection.
     association_gate: float = 0.6
     detector_size_sigma: float | None = None
+    # Run bundle adjustments on a worker thread (frames keep flowing; results apply when done). False runs them
+    # inside process(): slower frames, but results that do not depend on timing (evaluation, tests).
+    background_calibration: bool = True
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def __post_init__(self) -> None:
@@ -165,6 +168,8 @@ class MultiviewPipeline:
             self._size_sigma = float(getattr(self.detectors[0], "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
         self.fitter = HandFitter(self.model)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="multiview-detect")
+        self._adjuster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="multiview-adjust")
+        self._adjusting: Future | None = None
         self.calibrator: RigCalibrator | None = None
         self._pending_calibration: Path | None = None
         self._first_cameras: dict[int, RigCamera] = {}
@@ -173,8 +178,9 @@ class MultiviewPipeline:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Release the detector threads and the detectors."""
+        """Release the worker threads and the detectors."""
         self._pool.shutdown(wait=True)
+        self._adjuster.shutdown(wait=True, cancel_futures=True)
         for detector in self.detectors:
             close = getattr(detector, "close", None)
             if close is not None:
@@ -238,7 +244,8 @@ class MultiviewPipeline:
             HandViews(pixels={o.view: o.pixels for o in group}, joints_cam={o.view: o.joints_cam for o in group})
             for group in groups.values()
         ]
-        changed = calibrator.observe(hand_views)
+        changed = calibrator.observe(hand_views, adjust=False)
+        changed |= self._adjust_calibration()
         calibrated = time.perf_counter()
         hands = []
         for side, group in groups.items():
@@ -264,6 +271,21 @@ class MultiviewPipeline:
             calibration_changed=changed,
             warnings=warnings,
         )
+
+    def _adjust_calibration(self) -> bool:
+        """Apply a finished background adjustment and start the next one when due (or run it here)."""
+        calibrator = self.calibrator
+        applied = False
+        if self._adjusting is not None and self._adjusting.done():
+            applied = calibrator.apply_adjustment(self._adjusting.result())
+            self._adjusting = None
+        if self._adjusting is None and calibrator.adjustment_due:
+            job = calibrator.adjustment_job()
+            if job is not None and self.config.background_calibration:
+                self._adjusting = self._adjuster.submit(job.run)
+            elif job is not None:
+                applied |= calibrator.apply_adjustment(job.run())
+        return applied
 
     def camera_estimates(self) -> list[CameraEstimate]:
         """The rig's cameras as currently calibrated (empty before the first frame)."""

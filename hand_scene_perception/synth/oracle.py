@@ -4,21 +4,43 @@ Why: the geometry stages (fitting, metric placement, tracking, odometry masking)
 independently of the embedded detector's misses and errors. Each visible hand becomes a
 :class:`~hand_scene_perception.core.detections.HandDetection` exactly as a detector would report it:
 anatomical side, 2D landmarks with Gaussian pixel noise, and hand-centred metric joints (origin at the
-joints' centroid, camera-frame axes, like MediaPipe's world landmarks) with optional 3D Gaussian noise.
+joints' centroid, camera-frame axes, like MediaPipe's world landmarks) with optional 3D Gaussian noise. The same
+holds per camera of a multi-view frame (:func:`oracle_view_detections`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from ..core.detections import HandDetection
-from .sequence import SynthFrame
+from .multiview import MultiViewFrame
+from .sequence import HandTruth, SynthFrame
 
 
 def oracle_landmarks(
     frame: SynthFrame, noise_px: float, rng: np.random.Generator, noise_m: float = 0.0
 ) -> list[HandDetection]:
-    """Noisy observations of the frame's visible hands, in the frame's hand order, with score 1.
+    """Noisy observations of the frame's visible hands, in the frame's hand order, with score 1 (see
+    :func:`oracle_detections`)."""
+    return oracle_detections(frame.hands, noise_px, rng, noise_m)
+
+
+def oracle_view_detections(
+    frame: MultiViewFrame, view_index: int, noise_px: float, rng: np.random.Generator, noise_m: float = 0.0
+) -> list[HandDetection]:
+    """What a detector would report in one camera of a multi-view frame: that view's visible hands (joints
+    hand-centred in that camera's axes), in the sequence's hand order (see :func:`oracle_detections`)."""
+    if not 0 <= view_index < len(frame.hands):
+        raise ValueError(f"view_index must be in 0..{len(frame.hands) - 1}, got {view_index}")
+    return oracle_detections(frame.hands[view_index], noise_px, rng, noise_m)
+
+
+def oracle_detections(
+    hands: Iterable[HandTruth], noise_px: float, rng: np.random.Generator, noise_m: float = 0.0
+) -> list[HandDetection]:
+    """Noisy observations of the visible ``hands`` (as one camera sees them), in their order, with score 1.
 
     ``noise_px``: standard deviation of the per-coordinate pixel noise; ``noise_m``: standard deviation of
     the per-coordinate metric noise on the hand-centred joints. Hands below the generator's visibility
@@ -26,7 +48,7 @@ def oracle_landmarks(
     if noise_px < 0 or noise_m < 0:
         raise ValueError(f"noise must be non-negative, got noise_px={noise_px}, noise_m={noise_m}")
     detections = []
-    for hand in frame.hands:
+    for hand in hands:
         if not hand.visible:
             continue
         centred = hand.joints_cam - hand.joints_cam.mean(axis=0)

@@ -86,6 +86,22 @@ class Scene:
         """Quad names in index order (the values of :attr:`SceneRender.surface`)."""
         return tuple(q.name for q in self.quads)
 
+    def blocks(self, points: np.ndarray, eye: np.ndarray, margin_m: float = 1e-3) -> np.ndarray:
+        """(N,) whether the straight segment from each point (N, 3) to ``eye`` (3,) crosses any rectangle
+        (either side), ignoring the first ``margin_m`` next to the point (points on a surface are not hidden by
+        it): line-of-sight occlusion by the scene without rendering."""
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        ray = np.asarray(eye, dtype=np.float64)[None] - p
+        origin = self.corners[:, 0]
+        edge_u, edge_v = self.corners[:, 1] - origin, self.corners[:, 3] - origin
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.einsum("qk,nqk->nq", self.normals, origin[None] - p[:, None]) / (ray @ self.normals.T)
+            rel = p[:, None] + t[..., None] * ray[:, None] - origin[None]
+            s = np.einsum("nqk,qk->nq", rel, edge_u) / np.einsum("qk,qk->q", edge_u, edge_u)
+            r = np.einsum("nqk,qk->nq", rel, edge_v) / np.einsum("qk,qk->q", edge_v, edge_v)
+            near = margin_m / np.linalg.norm(ray, axis=1, keepdims=True)
+            return np.any((t > near) & (t < 1.0) & (s >= 0) & (s <= 1) & (r >= 0) & (r <= 1), axis=1)
+
     def sample_surface(self, num_points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) points uniformly by area on all surfaces and their (N, 3) unit normals, for chamfer GT."""
         rng = np.random.default_rng(seed)
@@ -226,8 +242,30 @@ def _box_quads(
     return [Quad(o, u, v, texture, texels_per_m, f"{name}_{side}") for side, o, u, v in faces]
 
 
-def make_scene(seed: int, num_boxes: int = 3) -> Scene:
-    """A random room corner with a wooden table and ``num_boxes`` boxes on it, deterministic in ``seed``."""
+def _side_wall(x: float, back_y: float, height: float, texture: int, texels_per_m: float, name: str) -> Quad:
+    """A side wall at ``x`` from the floor's near edge to the back wall, facing the room's interior."""
+    if x > 0:
+        return Quad(
+            np.array([x, back_y, 0.0]),
+            np.array([0.0, -back_y - 3.0, 0.0]),
+            np.array([0.0, 0.0, height]),
+            texture,
+            texels_per_m,
+            name,
+        )
+    return Quad(
+        np.array([x, -3.0, 0.0]),
+        np.array([0.0, back_y + 3.0, 0.0]),
+        np.array([0.0, 0.0, height]),
+        texture,
+        texels_per_m,
+        name,
+    )
+
+
+def make_scene(seed: int, num_boxes: int = 3, closed: bool = False) -> Scene:
+    """A random room corner with a wooden table and ``num_boxes`` boxes on it, deterministic in ``seed``;
+    ``closed`` adds the front and second side walls and a ceiling (same scene otherwise)."""
     rng = np.random.default_rng(seed)
     kinds = ["checker", "noise", "noise", "wood", *(["cardboard"] * num_boxes)]
     textures = np.stack([_TEXTURE_MAKERS[k](rng, TEXTURE_SIZE) for k in kinds])
@@ -255,29 +293,7 @@ def make_scene(seed: int, num_boxes: int = 3) -> Scene:
             "wall_back",
         ),
     ]
-    # Side wall, facing the room's interior.
-    if side_x > 0:
-        quads.append(
-            Quad(
-                np.array([side_x, back_y, 0.0]),
-                np.array([0.0, -back_y - 3.0, 0.0]),
-                np.array([0.0, 0.0, height]),
-                wall_b,
-                rng.uniform(150, 300),
-                "wall_side",
-            )
-        )
-    else:
-        quads.append(
-            Quad(
-                np.array([side_x, -3.0, 0.0]),
-                np.array([0.0, back_y + 3.0, 0.0]),
-                np.array([0.0, 0.0, height]),
-                wall_b,
-                rng.uniform(150, 300),
-                "wall_side",
-            )
-        )
+    quads.append(_side_wall(side_x, back_y, height, wall_b, rng.uniform(150, 300), "wall_side"))
 
     top_z = rng.uniform(0.70, 0.78)
     table_half = np.array([rng.uniform(0.5, 0.7), rng.uniform(0.35, 0.45), 0.02])
@@ -298,6 +314,31 @@ def make_scene(seed: int, num_boxes: int = 3) -> Scene:
         yaw = rng.uniform(-0.6, 0.6)
         quads += _box_quads(centre, half, yaw, 4 + i, rng.uniform(1500, 2500), f"box{i}")
         boxes.append([centre[0], centre[1], top_z + 2 * half[2], min(half[0], half[1])])
+    if closed:
+        # The rest of the room, for cameras all around the table (multi-view rigs): front wall behind the
+        # person, the opposite side wall and a ceiling. Drawn last, so open scenes keep their random stream.
+        front_y = table_centre[1] - table_half[1] - rng.uniform(1.2, 1.8)
+        quads += [
+            Quad(
+                np.array([3.0, front_y, 0.0]),
+                np.array([-6.0, 0.0, 0.0]),
+                np.array([0.0, 0.0, height]),
+                wall_a,
+                rng.uniform(150, 300),
+                "wall_front",
+            ),
+            _side_wall(
+                -np.sign(side_x) * rng.uniform(1.0, 1.5), back_y, height, wall_b, rng.uniform(150, 300), "wall_side2"
+            ),
+            Quad(
+                np.array([-3.0, -3.0, height]),
+                np.array([0.0, back_y + 3.0, 0.0]),
+                np.array([6.0, 0.0, 0.0]),
+                wall_a,
+                rng.uniform(100, 200),
+                "ceiling",
+            ),
+        ]
     return Scene(
         quads=tuple(quads),
         textures=textures,

@@ -82,7 +82,18 @@ _RELAXED_FLEXION = np.array([0.15, 0.2, 0.1, 0.22, 0.28, 0.14, 0.38, 0.42, 0.2, 
 # Top grasp flexion in the same order: bent mostly at the knuckles, fingers still in the head camera's view.
 _TOP_GRASP_FLEXION = np.array([0.45, 0.25, 0.1, 0.5, 0.3, 0.12, 0.6, 0.38, 0.16, 0.55, 0.34, 0.14])
 _CYCLE_S = 3.6  # one reach → grasp → release → retract cycle
+# Wrist wander for multi-view sequences: peak translation (sum of three sines), lift above the egocentric rest
+# pose and least wrist height above the table top (keep the wandering fingers off the table), and peak rotation
+# about the hand's x (pronation/supination), y and z axes.
+_WANDER_M = 0.22
+_WANDER_LIFT_M = 0.05
+_WANDER_CLEARANCE_M = 0.07
+_WANDER_RAD = np.array([1.6, 0.7, 0.7])
 _POSE_CHUNK = 32  # frames posed per batched hand-model call
+# Without rendering, a hand counts as visible when at least this many joints are in the image with a clear line
+# of sight through the scene and half their pixel bounding box covers ``min_visible_pixels`` (a stand-in for the
+# rendered pixel count; they agree on 97-99% of rendered multi-view hands, test/synth/test_multiview_synth.py).
+MIN_SEEN_JOINTS = 8
 
 
 @dataclass(frozen=True)
@@ -143,11 +154,13 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-def _wiggle(rng: np.random.Generator, dims: int, amplitude: float, max_hz: float) -> tuple[np.ndarray, ...]:
+def _wiggle(
+    rng: np.random.Generator, dims: int, amplitude: float, max_hz: float, min_hz: float = 0.05
+) -> tuple[np.ndarray, ...]:
     """Random sum-of-sines parameters (amplitudes, frequencies, phases), for smooth pseudo-random motion."""
     return (
         rng.uniform(0.3, 1.0, (3, dims)) * amplitude / 3,
-        rng.uniform(0.05, max_hz, (3, dims)),
+        rng.uniform(min_hz, max_hz, (3, dims)),
         rng.uniform(0, 2 * np.pi, (3, dims)),
     )
 
@@ -162,8 +175,8 @@ def _forearm_tube(rings: np.ndarray, segments: int = 16) -> tuple[np.ndarray, np
     """A tapered elliptic tube with ``rings`` (distances in metres along the arm from the wrist): per-vertex
     (ring index, y, z) cross-section offsets (R·S, 3) and outward faces. The rings up to 2 cm from the wrist
     enclose the hand mesh's cut (see :func:`_stub_faces`); behind them the arm is slimmer, as a real wrist is
-    narrower than the hand's heel, and a little rounder toward the elbow. Both ends are open: the wrist end
-    lies inside the hand and the far end outside the image."""
+    narrower than the hand's heel, and a little rounder toward the elbow. The wrist end is open (it lies inside
+    the hand), the far end capped."""
     frac = np.minimum(rings / _FOREARM_LENGTH_M, 1.0)
     slim = np.where(rings > 0.0201, _FOREARM_SLIM, 1.0)
     half_width = (0.032 + 0.005 * np.sqrt(frac)) * slim
@@ -185,7 +198,13 @@ def _forearm_tube(rings: np.ndarray, segments: int = 16) -> tuple[np.ndarray, np
     a = (ring * segments + seg).ravel()
     b = (ring * segments + (seg + 1) % segments).ravel()
     c, d = a + segments, b + segments
-    return profile, np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)])
+    # The far end is capped by a fan around a centre vertex (seen from multi-view cameras, an open end would
+    # show the culled inside of the tube).
+    centre = len(profile)
+    last = (len(rings) - 1) * segments + np.arange(segments)
+    cap = np.stack([np.full(segments, centre), np.roll(last, -1), last], 1)
+    profile = np.vstack([profile, [len(rings) - 1, 0.0, -0.003]])
+    return profile, np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1), cap])
 
 
 def _stub_faces(model: OpenHandModel) -> np.ndarray:
@@ -201,9 +220,15 @@ class _HandAnimator:
 
     Egocentric layout: the wrist rests near the table's front edge, 0.35–0.5 m from the head camera,
     so the hand spans ~150–250 px at 640x480 and its forearm enters from the bottom of the image, the
-    way a head-mounted camera sees its wearer's hands (and the way MediaPipe's palm detector expects them)."""
+    way a head-mounted camera sees its wearer's hands (and the way MediaPipe's palm detector expects them).
 
-    def __init__(self, rng: np.random.Generator, model: OpenHandModel, side: HandSide, scene: Scene) -> None:
+    ``wander`` adds smooth wrist translation and rotation (mostly pronation/supination) away from the box, so the
+    hand sweeps a volume in many orientations, as multi-view self-calibration needs; it is faded out on the
+    approach and while holding the box. Its parameters are drawn last, so egocentric hands stay unchanged."""
+
+    def __init__(
+        self, rng: np.random.Generator, model: OpenHandModel, side: HandSide, scene: Scene, wander: bool = False
+    ) -> None:
         self.side = side
         sign = -1.0 if side is HandSide.LEFT else 1.0
         boxes = scene.boxes
@@ -255,6 +280,14 @@ class _HandAnimator:
             [sign * rng.uniform(0.2, 0.26), front - rng.uniform(0.28, 0.34), self.rest[2] - rng.uniform(0.03, 0.08)]
         )
         self.sleeve_rgb = _SLEEVE_COLORS[rng.integers(len(_SLEEVE_COLORS))] * rng.uniform(0.85, 1.15)
+        self.wander = None
+        if wander:
+            turn_amp, turn_hz, turn_phase = _wiggle(rng, 3, 1.0, 0.5, min_hz=0.2)
+            self.wrist_floor_z = scene.table_top_z + _WANDER_CLEARANCE_M
+            self.wander = (
+                _wiggle(rng, 3, _WANDER_M, 0.6, min_hz=0.3),
+                (turn_amp * _WANDER_RAD, turn_hz, turn_phase),
+            )
 
     def arm_vertices(self, wrist: np.ndarray, wrist_rot: np.ndarray) -> np.ndarray:
         """Forearm tube vertices in the world. The tube leaves the wrist along the hand's own axis (hiding the
@@ -283,15 +316,15 @@ class _HandAnimator:
         t = times + self.offset_s
         cycle = np.floor(t / _CYCLE_S).astype(np.int64)
         phase = t / _CYCLE_S - cycle
-        # Keyframes: (phase, wrist position, grip amount 0 = relaxed, 1 = closed).
+        # Keyframes: (phase, wrist position, grip amount 0 = relaxed, 1 = closed, wander weight).
         keys = [
-            (0.0, self.rest, 0.0),
-            (0.12, self.rest, 0.0),
-            (0.38, self.pregrasp, 0.1),
-            (0.52, self.grasp, 1.0),
-            (0.68, self.grasp, 1.0),
-            (0.78, self.pregrasp, 0.0),
-            (1.0, self.rest, 0.0),
+            (0.0, self.rest, 0.0, 1.0),
+            (0.12, self.rest, 0.0, 1.0),
+            (0.38, self.pregrasp, 0.1, 0.6),
+            (0.52, self.grasp, 1.0, 0.0),
+            (0.68, self.grasp, 1.0, 0.0),
+            (0.78, self.pregrasp, 0.0, 0.6),
+            (1.0, self.rest, 0.0, 1.0),
         ]
         stops = np.array([k[0] for k in keys])
         seg = np.clip(np.searchsorted(stops, phase, side="right") - 1, 0, len(keys) - 2)
@@ -304,7 +337,16 @@ class _HandAnimator:
         local = self.relaxed[None] + amount[:, None, None] * (target - self.relaxed[None])
         pose = self.model.pose_from_local(local, self.side)
         roll = self.roll[0] + amount * self.roll[1]
-        pose[:, 0] = (Rotation.from_rotvec(roll[:, None] * self.roll_axis) * self.base).as_rotvec()
+        wrist = Rotation.from_rotvec(roll[:, None] * self.roll_axis) * self.base
+        if self.wander is not None:
+            free = np.array([k[3] for k in keys])
+            free = (free[seg] + w * (free[seg + 1] - free[seg]))[:, None]
+            shift, turn = self.wander
+            transl = transl + free * (_eval_wiggle(shift, times) + [0.0, 0.0, _WANDER_LIFT_M])
+            # A smooth floor (softplus, about 1 cm wide) keeps the wrist above the table top.
+            transl[:, 2] = self.wrist_floor_z + 0.01 * np.logaddexp(0.0, (transl[:, 2] - self.wrist_floor_z) / 0.01)
+            wrist = wrist * Rotation.from_rotvec(free * _eval_wiggle(turn, times))  # about the hand's own axes
+        pose[:, 0] = wrist.as_rotvec()
         return pose, transl
 
 
@@ -332,31 +374,66 @@ class _CameraPath:
         return roll @ look_at(eye, target, up=(0.0, 0.0, 1.0))
 
 
-class SyntheticSequence:
-    """A seeded synthetic sequence: its scene, hands, camera path and light; :meth:`frames` renders it."""
+PosedHand = tuple[_HandAnimator, np.ndarray, np.ndarray, np.ndarray]
+"""One hand in one frame: its animator, axis-angle pose (16, 3), world vertices (V, 3) and joints (21, 3)."""
+
+
+@dataclass(frozen=True)
+class ViewRender:
+    """Everything one camera sees of one frame (see :class:`SynthFrame` for the arrays)."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    segmentation: np.ndarray
+    scene_surface: np.ndarray
+    hands: tuple[HandTruth, ...]
+
+
+class SensorNoise:
+    """A pre-drawn field of per-pixel image noise; each frame (and stream, e.g. camera) reads a shifted window, so
+    noise changes every frame without drawing a full frame of random numbers each time."""
+
+    _PAD = 32
+
+    def __init__(self, rng: np.random.Generator, height: int, width: int, std: float, streams: int = 1) -> None:
+        shape = (height + self._PAD, width + self._PAD, 3)
+        self._field = (rng.standard_normal(shape) * std + 0.5).astype(np.float32)
+        self._offsets = rng.integers(0, self._PAD, size=(streams, 1024, 2))
+
+    def window(self, index: int, height: int, width: int, stream: int = 0) -> np.ndarray:
+        """(height, width, 3) float32 noise of frame ``index`` (carries the +0.5 that makes a uint8 cast round)."""
+        dy, dx = self._offsets[stream, index % self._offsets.shape[1]]
+        return self._field[dy : dy + height, dx : dx + width]
+
+
+class HandStage:
+    """A seeded scene with animated, skin-shaded hands and forearms and a light: what any camera looks at.
+
+    :meth:`posed_frames` animates the hands, :meth:`render_view` renders them from any camera pose and
+    :meth:`view_truths` gives the ground truth one camera sees without rendering; the egocentric
+    :class:`SyntheticSequence` and the multi-view generator (``synth/multiview.py``) add their cameras."""
 
     def __init__(
         self,
-        seed: int,
-        num_hands: int = 2,
-        camera: PinholeCamera | None = None,
-        fps: float = 30.0,
-        noise_std: float = 2.0,
-        model: OpenHandModel | None = None,
-        min_visible_pixels: int = 200,
+        rng: np.random.Generator,
+        num_hands: int,
+        fps: float,
+        model: OpenHandModel | None,
+        min_visible_pixels: int,
+        *,
+        wander: bool = False,
+        closed_room: bool = False,
     ) -> None:
-        """``noise_std``: image noise in 8-bit grey levels; ``model``: an open hand model to share across
-        sequences (building one takes a moment)."""
+        """``wander``: wrist wander on top of the reach cycle (see :class:`_HandAnimator`); ``closed_room``:
+        walls all around (see :func:`make_scene`)."""
         if num_hands not in (1, 2):
             raise ValueError(f"num_hands must be 1 or 2, got {num_hands}")
-        rng = np.random.default_rng(seed)
-        self.camera = camera or default_camera()
         self.fps = float(fps)
         self.min_visible_pixels = int(min_visible_pixels)
-        self.scene = make_scene(int(rng.integers(2**31)))
+        self.scene = make_scene(int(rng.integers(2**31)), closed=closed_room)
         self.model = model or OpenHandModel()
         sides = [HandSide.LEFT, HandSide.RIGHT] if num_hands == 2 else [HandSide(rng.choice(["left", "right"]))]
-        self.hands = [_HandAnimator(rng, self.model, side, self.scene) for side in sides]
+        self.hands = [_HandAnimator(rng, self.model, side, self.scene, wander) for side in sides]
         tone = _SKIN_TONES[rng.integers(len(_SKIN_TONES))] * rng.uniform(0.93, 1.07, 3)
         skin = _skin_albedo(rng, self.model, tone)
         self.skin = {h.side: skin for h in self.hands}
@@ -371,38 +448,31 @@ class SyntheticSequence:
             [np.cos(azimuth) * np.cos(elevation), np.sin(azimuth) * np.cos(elevation), np.sin(elevation)]
         )
         self.ambient = float(rng.uniform(0.3, 0.45))
-        self.camera_path = _CameraPath(rng, self.scene)
-        self.noise_std = float(noise_std)
-        pad = 32
-        shape = (self.camera.height + pad, self.camera.width + pad, 3)
-        self._noise = (rng.standard_normal(shape) * noise_std + 0.5).astype(np.float32)
-        self._noise_offsets = rng.integers(0, pad, size=(1024, 2))
 
-    def frames(self, num_frames: int) -> Iterator[SynthFrame]:
-        """Render frames 0..num_frames-1 lazily (hand models are posed in batches of a few frames)."""
+    def posed_frames(self, num_frames: int) -> Iterator[tuple[int, list[PosedHand]]]:
+        """Frames 0..num_frames-1 lazily as (index, posed hands); hand models are posed in batches of frames."""
         for chunk_start in range(0, num_frames, _POSE_CHUNK):
             indices = np.arange(chunk_start, min(chunk_start + _POSE_CHUNK, num_frames))
-            times = indices / self.fps
-            posed = []
-            for hand in self.hands:
-                pose, transl = hand.poses(times)
-                out = self.model.forward(
-                    pose.astype(np.float32),
-                    np.broadcast_to(hand.shape, (len(times), len(hand.shape))).astype(np.float32),
-                    side=hand.side,
-                    transl=transl.astype(np.float32),
-                )
-                posed.append((pose, out.vertices, out.joints))
+            posed = [self.pose_hand(hand, indices / self.fps) for hand in self.hands]
             for k, index in enumerate(indices):
-                yield self._render(
-                    int(index), [(h, p[0][k], p[1][k], p[2][k]) for h, p in zip(self.hands, posed, strict=True)]
-                )
+                yield int(index), [(h, p[0][k], p[1][k], p[2][k]) for h, p in zip(self.hands, posed, strict=True)]
 
-    def _render(self, index: int, hands: list[tuple[_HandAnimator, np.ndarray, np.ndarray, np.ndarray]]) -> SynthFrame:
-        """Render the scene, z-buffer all forearms and hands in one pass against its depth, shade, blur like a
-        lens, add sensor noise and collect ground truth."""
-        cam = self.camera
-        w2c = self.camera_path.world_to_camera(index / self.fps)
+    def pose_hand(self, hand: _HandAnimator, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One hand at ``times`` (N,) seconds: axis-angle poses (N, 16, 3), world vertices (N, V, 3) and joints
+        (N, 21, 3) (float32), in one batched hand-model call."""
+        pose, transl = hand.poses(times)
+        out = self.model.forward(
+            pose.astype(np.float32),
+            np.broadcast_to(hand.shape, (len(times), len(hand.shape))).astype(np.float32),
+            side=hand.side,
+            transl=transl.astype(np.float32),
+        )
+        return pose, out.vertices, out.joints
+
+    def render_view(self, hands: list[PosedHand], cam: PinholeCamera, w2c: np.ndarray, noise: np.ndarray) -> ViewRender:
+        """Render the scene from ``w2c`` (world→optical frame), z-buffer all forearms and hands in one pass against
+        its depth, shade, blur like a lens, add ``noise`` ((H, W, 3) float32, see :class:`SensorNoise`) and
+        collect ground truth."""
         rot, trans = w2c[:3, :3], w2c[:3, 3]
         scene = render_scene(self.scene, cam, w2c, self.light_world, ambient=self.ambient)
         # Colours stay on the 0..255 scale throughout (fewer full-frame passes); the scene's depth array is
@@ -413,7 +483,7 @@ class SyntheticSequence:
         seg = np.zeros(cam.height * cam.width, dtype=np.uint8)
         light_cam = (rot @ self.light_world).astype(np.float32)
         up_cam = rot[:, 2].astype(np.float32)
-        verts, faces, colors, labels, truths = [], [], [], [], []
+        verts, faces, colors, labels = [], [], [], []
         offset = 0
         for hand, pose, verts_world, joints_world in hands:
             hand_label = SEGMENTATION_LABELS[hand.side]
@@ -428,15 +498,6 @@ class SyntheticSequence:
                 colors.append(_shade_vertices(mesh_cam, mesh_faces, albedo, light_cam, up_cam, self.ambient) * 255)
                 labels.append(np.full(len(mesh_faces), label, dtype=np.uint8))
                 offset += len(mesh_cam)
-            joints_cam = joints_world.astype(np.float64) @ rot.T + trans
-            landmarks = cam.project(joints_cam)
-            in_image = (
-                (joints_cam[:, 2] > 0)
-                & np.all(landmarks >= -0.5, axis=1)
-                & (landmarks[:, 0] <= cam.width - 0.5)
-                & (landmarks[:, 1] <= cam.height - 0.5)
-            )
-            truths.append((hand, pose, verts_world, joints_world, joints_cam, landmarks, in_image))
         all_faces = np.concatenate(faces)
         frags = rasterize(np.concatenate(verts), all_faces, cam, cull_back=True)
         behind = depth[frags.pixel]
@@ -449,36 +510,123 @@ class SyntheticSequence:
         face_rgb = np.concatenate(colors)[all_faces]
         image[pix] = np.einsum("nk,nkc->nc", bary, face_rgb[face])
         counts = np.bincount(seg, minlength=ARM_LABEL + 1)
-        hand_truths = tuple(
-            HandTruth(
-                side=hand.side,
-                joints_world=joints_world.astype(np.float64),
-                joints_cam=joints_cam,
-                vertices_world=verts_world.astype(np.float64),
-                pose=pose,
-                shape=hand.shape.copy(),
-                landmarks_px=landmarks,
-                joints_in_image=in_image,
-                pixel_count=int(counts[SEGMENTATION_LABELS[hand.side]]),
-                visible=bool(counts[SEGMENTATION_LABELS[hand.side]] >= self.min_visible_pixels),
-            )
-            for hand, pose, verts_world, joints_world, joints_cam, landmarks, in_image in truths
-        )
-        dy, dx = self._noise_offsets[index % len(self._noise_offsets)]
-        noise = self._noise[dy : dy + cam.height, dx : dx + cam.width]
         optics = cv2.GaussianBlur(image.reshape(cam.height, cam.width, 3), (3, 3), _BLUR_SIGMA_PX)
         optics += noise  # the noise carries the +0.5 that makes the uint8 cast round
         rgb = np.clip(optics, 0, 255, out=optics).astype(np.uint8)
-        return SynthFrame(
-            index=index,
-            stamp=index / self.fps,
+        return ViewRender(
             rgb=rgb,
             depth=scene.depth,
             segmentation=seg.reshape(cam.height, cam.width),
             scene_surface=scene.surface,
+            hands=self.view_truths(hands, cam, w2c, [int(counts[SEGMENTATION_LABELS[h.side]]) for h, *_ in hands]),
+        )
+
+    def view_truths(
+        self, hands: list[PosedHand], cam: PinholeCamera, w2c: np.ndarray, pixel_counts: list[int] | None = None
+    ) -> tuple[HandTruth, ...]:
+        """Ground truth of ``hands`` seen from ``w2c``. With ``pixel_counts`` (rendered segmentation) a hand is
+        visible when it covers at least ``min_visible_pixels``; without (nothing rendered; ``pixel_count`` is then
+        0) the geometric rule of :meth:`visible_without_render` decides."""
+        truths = []
+        for k, (hand, pose, verts_world, joints_world) in enumerate(hands):
+            joints_cam, landmarks, in_image = project_joints(joints_world.astype(np.float64), cam, w2c)
+            if pixel_counts is None:
+                count = 0
+                visible = bool(self.visible_without_render(joints_world, landmarks, in_image, w2c))
+            else:
+                count = pixel_counts[k]
+                visible = count >= self.min_visible_pixels
+            truths.append(
+                HandTruth(
+                    side=hand.side,
+                    joints_world=joints_world.astype(np.float64),
+                    joints_cam=joints_cam,
+                    vertices_world=verts_world.astype(np.float64),
+                    pose=pose,
+                    shape=hand.shape.copy(),
+                    landmarks_px=landmarks,
+                    joints_in_image=in_image,
+                    pixel_count=count,
+                    visible=visible,
+                )
+            )
+        return tuple(truths)
+
+    def visible_without_render(
+        self, joints_world: np.ndarray, landmarks: np.ndarray, in_image: np.ndarray, w2c: np.ndarray
+    ) -> np.ndarray:
+        """(...) whether hands with joints (..., 21, 3), their pixels (..., 21, 2) and in-image flags (..., 21)
+        count as visible from ``w2c`` without rendering: at least :data:`MIN_SEEN_JOINTS` joints in the image
+        with a clear line of sight through the scene (hands and forearms hide nothing here), and half the pixel
+        bounding box of those joints at least ``min_visible_pixels``."""
+        eye = -w2c[:3, :3].T @ w2c[:3, 3]
+        seen = np.asarray(in_image, dtype=bool).copy()
+        seen[seen] = ~self.scene.blocks(np.asarray(joints_world, dtype=np.float64)[seen], eye)
+        lo = np.where(seen[..., None], landmarks, np.inf).min(axis=-2)
+        hi = np.where(seen[..., None], landmarks, -np.inf).max(axis=-2)
+        with np.errstate(invalid="ignore"):
+            area = np.prod(hi - lo, axis=-1)
+        return (seen.sum(-1) >= MIN_SEEN_JOINTS) & (0.5 * area >= self.min_visible_pixels)
+
+
+def project_joints(
+    joints_world: np.ndarray, cam: PinholeCamera, w2c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Joints (..., 21, 3) in the camera frame, their pixels (..., 21, 2) and whether each lies inside the image
+    in front of the camera (..., 21) (occlusion not considered)."""
+    joints_cam = joints_world @ w2c[:3, :3].T + w2c[:3, 3]
+    landmarks = cam.project(joints_cam)
+    in_image = (
+        (joints_cam[..., 2] > 0)
+        & np.all(landmarks >= -0.5, axis=-1)
+        & (landmarks[..., 0] <= cam.width - 0.5)
+        & (landmarks[..., 1] <= cam.height - 0.5)
+    )
+    return joints_cam, landmarks, in_image
+
+
+class SyntheticSequence(HandStage):
+    """A seeded egocentric sequence: its scene, hands, head-camera path and light; :meth:`frames` renders it."""
+
+    def __init__(
+        self,
+        seed: int,
+        num_hands: int = 2,
+        camera: PinholeCamera | None = None,
+        fps: float = 30.0,
+        noise_std: float = 2.0,
+        model: OpenHandModel | None = None,
+        min_visible_pixels: int = 200,
+    ) -> None:
+        """``noise_std``: image noise in 8-bit grey levels; ``model``: an open hand model to share across
+        sequences (building one takes a moment)."""
+        rng = np.random.default_rng(seed)
+        super().__init__(rng, num_hands, fps, model, min_visible_pixels)
+        self.camera = camera or default_camera()
+        self.camera_path = _CameraPath(rng, self.scene)
+        self.noise_std = float(noise_std)
+        self._noise = SensorNoise(rng, self.camera.height, self.camera.width, noise_std)
+
+    def frames(self, num_frames: int) -> Iterator[SynthFrame]:
+        """Render frames 0..num_frames-1 lazily (hand models are posed in batches of a few frames)."""
+        for index, hands in self.posed_frames(num_frames):
+            yield self._render(index, hands)
+
+    def _render(self, index: int, hands: list[PosedHand]) -> SynthFrame:
+        """Render one frame from the head camera's pose at its time."""
+        cam = self.camera
+        w2c = self.camera_path.world_to_camera(index / self.fps)
+        view = self.render_view(hands, cam, w2c, self._noise.window(index, cam.height, cam.width))
+        return SynthFrame(
+            index=index,
+            stamp=index / self.fps,
+            rgb=view.rgb,
+            depth=view.depth,
+            segmentation=view.segmentation,
+            scene_surface=view.scene_surface,
             T_world_camera=inverse_matrices(w2c),
             camera=cam,
-            hands=hand_truths,
+            hands=view.hands,
         )
 
 

@@ -68,3 +68,23 @@ def test_surface_samples_lie_on_their_surfaces_with_unit_normals():
         on = (np.abs(rel @ quad.normal) < 1e-9) & (s >= -1e-9) & (s <= 1 + 1e-9) & (t >= -1e-9) & (t <= 1 + 1e-9)
         on_any |= on & np.all(np.isclose(normals, quad.normal), axis=1)
     assert on_any.all()
+
+
+def test_closed_room_adds_walls_around_the_same_scene_and_blocks_sight_lines():
+    open_room, closed = make_scene(8), make_scene(8, closed=True)
+    np.testing.assert_array_equal(open_room.textures, closed.textures)
+    assert closed.surface_names()[: len(open_room.quads)] == open_room.surface_names()
+    assert set(closed.surface_names()) - set(open_room.surface_names()) == {"wall_front", "wall_side2", "ceiling"}
+    for a, b in zip(open_room.quads, closed.quads, strict=False):
+        np.testing.assert_array_equal(a.origin, b.origin)
+    # Every wall and the ceiling face the room: a point above the table sees all of them from inside.
+    inside = np.array([0.0, 0.0, 1.2])
+    for quad in closed.quads:
+        if quad.name.startswith(("wall", "ceiling")):
+            assert quad.normal @ (inside - quad.origin) > 0
+    # Sight lines: blocked through the table top and through a wall, clear above the table.
+    top = closed.table_top_z
+    points = np.array([[0.0, 0.1, top - 0.05], [0.0, 5.0, 1.0], [0.0, 0.1, top + 0.1]])
+    np.testing.assert_array_equal(closed.blocks(points, inside), [True, True, False])
+    # A point on a surface is not hidden by that surface.
+    assert not closed.blocks(np.array([[0.0, 0.1, top]]), inside)[0]
