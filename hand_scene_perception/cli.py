@@ -432,10 +432,21 @@ def run_run(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate a pipeline on generated sequences with ground truth and print the metrics."""
+    if args.system == "multiview":
+        from .pipelines.multiview_eval import evaluate_multiview
+
+        hands = args.hands or [1]
+        if len(hands) != 1:
+            raise ValueError(f"eval multiview takes one --hands count (1 or 2), got {hands}")
+        summary = evaluate_multiview(
+            seeds=tuple(args.seeds), num_frames=args.frames or 150, num_views=args.views, num_hands=hands[0],
+            oracle=args.oracle, noise_px=args.noise_px,
+        )  # fmt: skip
+        return _print_report(summary, args.json)
     from .pipelines.ego_eval import evaluate_ego
 
     summary = evaluate_ego(
-        seeds=tuple(args.seeds), num_frames=args.frames, num_hands=tuple(args.hands),
+        seeds=tuple(args.seeds), num_frames=args.frames or 100, num_hands=tuple(args.hands or [1, 2]),
         oracle=args.oracle, noise_px=args.noise_px, use_depth=not args.no_depth,
     )  # fmt: skip
     return _print_report(summary, args.json)
@@ -455,6 +466,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from .ros.ego_bench import benchmark_ros_soak
 
         return _print_report(benchmark_ros_soak(duration_s=args.duration), args.json)
+    if args.system == "multiview":
+        from .pipelines.multiview_eval import benchmark_multiview
+
+        return _print_report(benchmark_multiview(num_frames=args.frames, seed=args.seed), args.json)
     from .pipelines.ego_eval import benchmark_ego
 
     return _print_report(benchmark_ego(num_frames=args.frames, seed=args.seed), args.json)
@@ -671,19 +686,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=run_run)
 
     evaluate = commands.add_parser("eval", help="measure a pipeline on synthetic sequences with ground truth")
-    evaluate.add_argument("system", choices=("ego",), help="which pipeline")
+    evaluate.add_argument("system", choices=("ego", "multiview"), help="which pipeline")
     evaluate.add_argument("--oracle", action="store_true", help="ground-truth landmarks + pixel noise, no detector")
     evaluate.add_argument("--noise-px", type=float, default=2.0, help="oracle landmark noise, pixels (default 2)")
     evaluate.add_argument("--no-depth", action="store_true", help="RGB only: monocular odometry, no map")
     evaluate.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sequence seeds (default: 0 1)")
-    evaluate.add_argument("--hands", type=int, nargs="+", default=[1, 2], choices=(1, 2),
-                          help="hand counts to generate (default: 1 2)")
-    evaluate.add_argument("--frames", type=int, default=100, help="frames per sequence (default 100)")
+    evaluate.add_argument("--hands", type=int, nargs="+", default=None, choices=(1, 2),
+                          help="hand counts to generate (ego default: 1 2; multiview: one count, default 1)")
+    evaluate.add_argument("--frames", type=int, default=None,
+                          help="frames per sequence (default: ego 100, multiview 150)")
+    evaluate.add_argument("--views", type=int, default=4, help="multiview: cameras in the rig, 2-8 (default 4)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=run_eval)
 
     bench = commands.add_parser("bench", help="speed of a pipeline against its reference, in one run")
-    bench.add_argument("system", choices=("ego", "synth", "ros-ego", "ros-soak"),
+    bench.add_argument("system", choices=("ego", "multiview", "synth", "ros-ego", "ros-soak"),
                        help="which pipeline (synth: the benchmark generator; ros-ego: the ego node through DDS; "
                             "ros-soak: its memory over a long RGB-D run, e.g. --duration 600)")
     bench.add_argument("--duration", type=float, default=10.0,
