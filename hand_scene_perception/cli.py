@@ -440,7 +440,7 @@ def run_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"eval multiview takes one --hands count (1 or 2), got {hands}")
         summary = evaluate_multiview(
             seeds=tuple(args.seeds), num_frames=args.frames or 150, num_views=args.views, num_hands=hands[0],
-            oracle=args.oracle, noise_px=args.noise_px,
+            oracle=args.oracle, noise_px=args.noise_px, camera_info=args.camera_info,
         )  # fmt: skip
         return _print_report(summary, args.json)
     from .pipelines.ego_eval import evaluate_ego
@@ -477,11 +477,11 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def run_launch(args: argparse.Namespace) -> int:
     """Run a system's launch plan in this process (the wiring of launch/<system>.launch.py; no `ros2 launch`)."""
-    from .ros.launch_runner import launch_values, run_ego
+    from .ros.launch_runner import launch_values, run_launch
 
     values = launch_values(args.arguments, None if args.params is None else str(args.params))
-    return run_ego(values, args.ros_args, allow_network_discovery=args.allow_network_discovery,
-                   print_plan=args.print_plan)  # fmt: skip
+    return run_launch(args.system, values, args.ros_args, allow_network_discovery=args.allow_network_discovery,
+                      print_plan=args.print_plan)  # fmt: skip
 
 
 def run_video2bag(args: argparse.Namespace) -> int:
@@ -535,11 +535,12 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_record(args: argparse.Namespace) -> int:
-    """Record the ego node's outputs (or --topics) to a bag until --duration or Ctrl-C."""
-    from .ros.bags import EGO_OUTPUT_TOPICS, record_bag
+    """Record the ego or multiview node's outputs (or --topics) to a bag until --duration or Ctrl-C."""
+    from .ros.bags import EGO_OUTPUT_TOPICS, multiview_output_topics, record_bag
 
+    outputs = EGO_OUTPUT_TOPICS if args.system == "ego" else multiview_output_topics(args.cameras)
     counts = record_bag(
-        args.out, topics=args.topics or EGO_OUTPUT_TOPICS, duration_s=args.duration, storage=args.storage,
+        args.out, topics=args.topics or outputs, duration_s=args.duration, storage=args.storage,
         use_sim_time=args.use_sim_time, ros_args=args.ros_args,
         on_ready=lambda: print("hand-scene record: recording (Ctrl-C to stop)", file=sys.stderr, flush=True),
     )  # fmt: skip
@@ -696,6 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--frames", type=int, default=None,
                           help="frames per sequence (default: ego 100, multiview 150)")
     evaluate.add_argument("--views", type=int, default=4, help="multiview: cameras in the rig, 2-8 (default 4)")
+    evaluate.add_argument("--camera-info", action="store_true",
+                          help="multiview: cameras publish their true intrinsics (default: all estimated)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=run_eval)
 
@@ -741,10 +744,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], help="ROS arguments for the node (last)")
     replay.set_defaults(handler=run_replay)
 
-    record = commands.add_parser("record", help="record the ego node's outputs to a bag until Ctrl-C")
+    record = commands.add_parser("record", help="record the ego or multiview node's outputs to a bag until Ctrl-C")
     record.add_argument("--out", type=Path, required=True, help=BAG_OUT_HELP)
     record.add_argument("--topics", nargs="+", default=None,
-                        help="topics to record (default: the ego node's outputs, /tf, /tf_static, /diagnostics)")
+                        help="topics to record (default: the --system node's outputs, /tf, /tf_static, /diagnostics)")
+    record.add_argument("--system", choices=("ego", "multiview"), default="ego",
+                        help="whose outputs to record by default (default ego)")
+    record.add_argument("--cameras", nargs="+", default=["cam0", "cam1"], metavar="NAME",
+                        help="multiview: the node's camera names, for <name>/camera_info_estimated (default cam0 cam1)")
     record.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
     record.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
                         help="storage of a directory bag (default mcap; .mcap/.db3 names decide it)")
@@ -772,12 +779,13 @@ def build_parser() -> argparse.ArgumentParser:
     launch = commands.add_parser(
         "launch",
         help="run a node's launch plan in this process (like ros2 launch)",
-        usage="hand-scene launch ego [NAME:=VALUE ...] [--params FILE] [--print-plan] [--allow-network-discovery] "
-        "[--ros-args ...]",
+        usage="hand-scene launch {ego,multiview} [NAME:=VALUE ...] [--params FILE] [--print-plan] "
+        "[--allow-network-discovery] [--ros-args ...]",
     )
-    launch.add_argument("system", choices=("ego",), help="which launch file's plan (ego: launch/ego.launch.py)")
+    launch.add_argument("system", choices=("ego", "multiview"),
+                        help="which launch file's plan (launch/<system>.launch.py)")
     launch.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments (see launch/README.md)")
-    launch.add_argument("--params", type=Path, default=None, help="parameter YAML (default: config/ego.yaml)")
+    launch.add_argument("--params", type=Path, default=None, help="parameter YAML (default: config/<system>.yaml)")
     launch.add_argument("--print-plan", action="store_true", help="print the nodes, parameters and remappings; exit")
     launch.add_argument(
         "--allow-network-discovery",

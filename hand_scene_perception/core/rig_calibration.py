@@ -52,6 +52,7 @@ from .placement import palm_size_m
 from .transforms import inverse_matrices
 
 CALIBRATION_FORMAT = "hand_scene_perception/rig_calibration/v1"
+
 _MAX_LINK_SAMPLES = 200
 
 
@@ -133,7 +134,8 @@ def guessed_camera(width: int, height: int, hfov_deg: float) -> PinholeCamera:
 
 @dataclass
 class _Keyframe:
-    """One hand seen by two or more cameras: pinhole pixels (V, 21, 2) (NaN where unseen) and its metric palm size."""
+    """One hand seen by two or more cameras: pinhole pixels (V, 21, 2) (NaN where unseen) and its metric palm size
+    (the size the placements fused with the adult prior, core/placement.py)."""
 
     pixels: np.ndarray
     palm_size_m: float
@@ -198,13 +200,12 @@ class AdjustmentJob:
             T_ref_cam=inverse_matrices(rig),
             focal=result.intrinsics[:, 0],
             rms_px=result.rms_px,
-            observations=result.observations // 21,
+            observations=result.observations // 21,  # hand observations (frames)
         )
 
     def _metric_scale(self, points: np.ndarray) -> float:
         """Factor taking the adjusted rig to metres: the keyframes' metric palm size over the triangulated one."""
-        triangulated = points.reshape(-1, 21, 3)
-        sizes = np.array([palm_size_m(j) if np.isfinite(j[[0, 5, 9, 13, 17]]).all() else np.nan for j in triangulated])
+        sizes = np.array([palm_size_m(joints) for joints in points.reshape(-1, 21, 3)])
         ok = np.isfinite(sizes) & (sizes > 0)
         return float(np.median(self.palm_sizes_m[ok]) / np.median(sizes[ok])) if ok.any() else 1.0
 
