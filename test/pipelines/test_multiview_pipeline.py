@@ -7,6 +7,7 @@ import yaml
 from hand_scene_perception.core import metrics
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.detections import HandDetection
+from hand_scene_perception.core.hand_model import HandSide
 from hand_scene_perception.core.rig_calibration import RigState
 from hand_scene_perception.pipelines.multiview import MultiviewConfig, MultiviewPipeline, ViewFrame
 from hand_scene_perception.pipelines.multiview_eval import (
@@ -229,3 +230,28 @@ def test_camera_info_keeps_known_intrinsics_and_bad_inputs_are_refused(rig_seque
         assert estimates["cam1"].focal_known and estimates["cam1"].camera == true_cam1
         assert not estimates["cam2"].focal_known
         assert all(c.T_ref_cam is not None for c in result.cameras)
+
+
+def test_two_hands_keep_their_sides_when_one_view_swaps_the_labels():
+    sequence = MultiViewSequence(1, num_views=4, num_hands=2)
+    names = [v.name for v in sequence.views]
+    detectors = [OracleViewDetector(i, 2.0, seed=2) for i in range(4)]
+    reference = sequence.views[0].world_to_camera
+    with MultiviewPipeline(names, SYNC, detectors=detectors) as pipeline:
+        run_oracle(pipeline, sequence, detectors, 60)
+        scripted = ScriptedDetector()
+        pipeline.detectors[2] = scripted
+        rng = np.random.default_rng(4)
+        for frame in list(sequence.frames(80, render=False))[60:]:
+            for detector in detectors:
+                detector.frame = frame
+            view = sequence.views[2]
+            swapped = [HandSide.RIGHT if s is HandSide.LEFT else HandSide.LEFT for s in frame.sides]  # all mistaken
+            scripted.detections = detections_from(frame.joints_world, swapped, view.camera, view.world_to_camera, rng)
+            result = pipeline.process([ViewFrame(blank(v), round(frame.stamp * NS)) for v in sequence.views])
+            assert sorted(h.side.value for h in result.hands) == ["left", "right"]
+            for hand in result.hands:
+                truth = frame.joints_world[frame.sides.index(hand.side)] @ reference[:3, :3].T + reference[:3, 3]
+                assert metrics.pa_mpjpe_mm(hand.state.joints, truth) < 6.0
+                if len(scripted.detections) == 2:
+                    assert "cam2" in hand.views  # its detections were used, under the right side
