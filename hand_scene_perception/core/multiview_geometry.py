@@ -23,6 +23,9 @@ import pycolmap
 from scipy.spatial.transform import Rotation
 
 _MIN_DEPTH_M = 1e-3
+# Ceres logs a warning each time a damped step fails and it retries with more damping (routine, not a problem);
+# keep COLMAP's log to errors so these do not flood the node's console.
+pycolmap.logging.minloglevel = max(pycolmap.logging.minloglevel, int(pycolmap.logging.Level.ERROR))
 
 
 def project_points(intrinsics: np.ndarray, T_cam_ref: np.ndarray, points: np.ndarray) -> np.ndarray:
