@@ -11,7 +11,8 @@ Method (no calibration target, no learned multi-view weights):
    reference camera (the first) along the best-supported links (maximum spanning tree by sample count).
 3. **Refinement**: bundle adjustment (pycolmap) of all calibrated cameras' poses, the unknown focal lengths and
    the joints of up to ``max_keyframes`` kept hand observations (kept when the hand moved or turned since the
-   last one, so the joints span a volume), every ``adjust_every`` new keyframes. The adjuster leaves the scale
+   last one, so the joints span a volume), every ``adjust_every`` new keyframes (``refine_every`` once converged:
+   online refinement at a fraction of the cost). The adjuster leaves the scale
    free; it is set from the hands' metric size (median palm size of the placements against the triangulated one).
 4. **Convergence**: the rig is CONVERGED once two successive adjustments moved no camera by more than
    ``converged_rotation_deg`` and no focal length by more than ``converged_focal_pct``.
@@ -75,6 +76,7 @@ class CalibrationConfig:
     keyframe_motion_m: float = 0.01
     keyframe_rotation_deg: float = 5.0
     adjust_every: int = 10
+    refine_every: int = 40
     huber_px: float = 3.0
     outlier_px: float = 30.0
     converged_rotation_deg: float = 0.5
@@ -86,7 +88,7 @@ class CalibrationConfig:
         """Reject settings that would stall or corrupt the calibration."""
         if not 10.0 < self.default_hfov_deg < 170.0:
             raise ValueError(f"default_hfov_deg must be in (10, 170), got {self.default_hfov_deg}")
-        for name in ("min_link_frames", "max_keyframes", "adjust_every", "moved_window"):
+        for name in ("min_link_frames", "max_keyframes", "adjust_every", "refine_every", "moved_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("keyframe_motion_m", "keyframe_rotation_deg", "huber_px", "outlier_px", "moved_error_px",
@@ -255,8 +257,10 @@ class RigCalibrator:
 
     @property
     def adjustment_due(self) -> bool:
-        """A camera was linked since the last adjustment, or ``adjust_every`` new keyframes arrived."""
-        enough = self._relinked or self._new_keyframes >= self.config.adjust_every
+        """A camera was linked since the last adjustment, or ``adjust_every`` new keyframes arrived
+        (``refine_every`` once converged)."""
+        every = self.config.refine_every if self.state is RigState.CONVERGED else self.config.adjust_every
+        enough = self._relinked or self._new_keyframes >= every
         return enough and self._calibrated_count() >= 2 and bool(self._keyframes)
 
     def _add_link(self, a: int, b: int, joints_a: np.ndarray, joints_b: np.ndarray) -> None:

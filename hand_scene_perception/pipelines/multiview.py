@@ -19,7 +19,10 @@ come with every result (the node publishes them as CameraInfo, TF and the calibr
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,6 +51,8 @@ from ..core.rig_calibration import (
 from .ego import EMBEDDED_SIZE_SIGMA, HandDetector
 
 LOG = logging.getLogger(__name__)
+# Niceness of the background bundle-adjustment thread (0 = same as the detectors).
+ADJUSTMENT_NICENESS = 10
 # A previous fused hand is a usable association hint for this long.
 _ASSOCIATION_MEMORY_NS = 500_000_000
 
@@ -168,7 +173,9 @@ class MultiviewPipeline:
             self._size_sigma = float(getattr(self.detectors[0], "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
         self.fitter = HandFitter(self.model)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="multiview-detect")
-        self._adjuster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="multiview-adjust")
+        self._adjuster = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="multiview-adjust", initializer=_lower_thread_priority
+        )
         self._adjusting: Future | None = None
         self.calibrator: RigCalibrator | None = None
         self._pending_calibration: Path | None = None
@@ -488,6 +495,12 @@ class MultiviewPipeline:
             landmarks_px=None if reference is None else reference.detection.landmarks_px,
             image_frame_id="" if reference is None else self.camera_names[0],
         )
+
+
+def _lower_thread_priority() -> None:
+    """Let the detectors win the cores over a background bundle adjustment (Linux: per-thread niceness)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ADJUSTMENT_NICENESS)
 
 
 def _landmark_distance(pixels: np.ndarray, projected: np.ndarray) -> float:
