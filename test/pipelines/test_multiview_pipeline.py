@@ -8,7 +8,7 @@ from hand_scene_perception.core import metrics
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.detections import HandDetection
 from hand_scene_perception.core.hand_model import HandSide
-from hand_scene_perception.core.rig_calibration import RigState
+from hand_scene_perception.core.rig_calibration import CalibrationConfig, RigState
 from hand_scene_perception.pipelines.multiview import MultiviewConfig, MultiviewPipeline, ViewFrame
 from hand_scene_perception.pipelines.multiview_eval import (
     OracleViewDetector,
@@ -255,3 +255,35 @@ def test_two_hands_keep_their_sides_when_one_view_swaps_the_labels():
                 assert metrics.pa_mpjpe_mm(hand.state.joints, truth) < 6.0
                 if len(scripted.detections) == 2:
                     assert "cam2" in hand.views  # its detections were used, under the right side
+
+
+def test_reset_calibration_starts_over(rig_sequence, saved_calibration):
+    path, _ = saved_calibration
+    names = [v.name for v in rig_sequence.views]
+    detectors = [OracleViewDetector(i, 2.0, seed=6) for i in range(4)]
+    with MultiviewPipeline(names, SYNC, detectors=detectors) as pipeline:
+        pipeline.load_calibration(path)
+        result = run_oracle(pipeline, rig_sequence, detectors, 2)
+        assert all(c.T_ref_cam is not None for c in result.cameras)
+        pipeline.reset_calibration()
+        estimates = pipeline.camera_estimates()
+        assert pipeline.calibrator.state is RigState.UNCALIBRATED
+        assert [c.T_ref_cam is not None for c in estimates] == [True, False, False, False]  # the reference only
+        assert all(c.quality == 0.0 and not c.converged for c in estimates[1:])
+        guess = estimates[1].camera.fx
+        result = run_oracle(pipeline, rig_sequence, detectors, 60, start=2)
+        assert all(c.T_ref_cam is not None for c in result.cameras)  # self-calibrated again
+        assert result.cameras[1].camera.fx != guess
+
+
+def test_calibration_settings_are_checked():
+    with pytest.raises(ValueError, match="default_hfov_deg"):
+        CalibrationConfig(default_hfov_deg=200.0)
+    with pytest.raises(ValueError, match="min_link_frames"):
+        CalibrationConfig(min_link_frames=0)
+    with pytest.raises(ValueError, match="huber_px"):
+        CalibrationConfig(huber_px=0.0)
+    with pytest.raises(ValueError, match="unique"):
+        MultiviewPipeline(["a", "a"], detectors=[ScriptedDetector(), ScriptedDetector()])
+    with pytest.raises(ValueError, match="one detector per camera"):
+        MultiviewPipeline(["a", "b"], detectors=[ScriptedDetector()])
