@@ -35,6 +35,7 @@ setup(
         "console_scripts": [
             "hand-scene = hand_scene_perception.cli:main",
             "ego_reconstruction = hand_scene_perception.ros.ego_node:main",
+            "multiview_fusion = hand_scene_perception.ros.multiview_node:main",
         ],
     },
 )

@@ -398,6 +398,13 @@ class PinholeCamera:
         return xy
 
 
+def same_intrinsics(a: PinholeCamera, b: PinholeCamera) -> bool:
+    """Whether two cameras have the same image size, intrinsics and lens model (PinholeCamera compares by identity:
+    a driver sends a new CameraInfo every frame, usually with the same content)."""
+    fields = ("width", "height", "fx", "fy", "cx", "cy", "skew", "distortion_model", "d", "p")
+    return all(getattr(a, name) == getattr(b, name) for name in fields)
+
+
 def load_camera_info_yaml(path: str | Path) -> PinholeCamera:
     """Camera from a calibration YAML in the ROS camera_info format (what camera_calibration writes and
     camera_info_manager reads), so one calibration file serves the CLI and the robot alike.

@@ -112,6 +112,8 @@ class RigCamera:
     reprojection_error_px: float = float("nan")
     observations: int = 0
     converged: bool = False
+    # False for a placeholder: a camera that has not sent an image yet (its size and intrinsics are guesses)
+    seen: bool = True
     _recent_errors: deque = field(default_factory=deque, repr=False)
 
     @property
@@ -433,6 +435,7 @@ class RigCalibrator:
     def forget_camera(self, view: int) -> None:
         """Drop one camera's calibration and evidence (it moved): it is linked and adjusted again from new frames."""
         camera = self.cameras[view]
+        was_calibrated = camera.calibrated and view != 0
         camera._recent_errors.clear()
         camera.converged = False
         camera.reprojection_error_px = float("nan")
@@ -445,14 +448,16 @@ class RigCalibrator:
         self._generation += 1
         if view == 0:
             # the reference frame is defined by camera 0: the others are re-expressed relative to it anew
+            if any(other.calibrated for other in self.cameras[1:]):
+                self.state = RigState.RECALIBRATING
             for other in self.cameras[1:]:
                 other.T_ref_cam = None
             self._links.clear()
             self._keyframes.clear()
-            self.state = RigState.RECALIBRATING
             return
         camera.T_ref_cam = None
-        self.state = RigState.RECALIBRATING
+        if was_calibrated:
+            self.state = RigState.RECALIBRATING
 
     def reset(self) -> None:
         """Forget everything learned (cameras without CameraInfo go back to the guessed focal length)."""
@@ -515,7 +520,7 @@ class RigCalibrator:
         loaded = []
         for camera in self.cameras:
             entry = entries[camera.name]
-            if (entry["width"], entry["height"]) != (camera.camera.width, camera.camera.height):
+            if camera.seen and (entry["width"], entry["height"]) != (camera.camera.width, camera.camera.height):
                 raise ValueError(
                     f"{path}: camera {camera.name!r} was calibrated at {entry['width']}x{entry['height']}, "
                     f"its images are {camera.camera.width}x{camera.camera.height}"
@@ -529,7 +534,7 @@ class RigCalibrator:
         for camera, entry, pose in loaded:
             if not camera.focal_known:
                 fx, fy, cx, cy = (float(entry["intrinsics"][k]) for k in ("fx", "fy", "cx", "cy"))
-                camera.camera = PinholeCamera.from_intrinsics(fx, fy, cx, cy, camera.camera.width, camera.camera.height)
+                camera.camera = PinholeCamera.from_intrinsics(fx, fy, cx, cy, int(entry["width"]), int(entry["height"]))
             camera.T_ref_cam = pose
             error = entry.get("reprojection_error_px")
             camera.reprojection_error_px = float("nan") if error is None else float(error)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..core.camera import PinholeCamera
+from ..core.camera import PinholeCamera, same_intrinsics
 from ..core.detections import HandDetection
 from ..core.fitting import FitResult, HandFitter
 from ..core.hand_model import HandModel, HandSide, create_hand_model
@@ -179,7 +179,6 @@ class MultiviewPipeline:
         self._adjusting: Future | None = None
         self.calibrator: RigCalibrator | None = None
         self._pending_calibration: Path | None = None
-        self._first_cameras: dict[int, RigCamera] = {}
         self._previous: dict[HandSide, tuple[int, np.ndarray, FitResult]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -235,10 +234,6 @@ class MultiviewPipeline:
         images = {i: as_rgb8(views[i].image_rgb) for i in present}
         stamp_ns = max(int(views[i].stamp_ns) for i in present)
         warnings = self._update_cameras(views, images)
-        if self.calibrator is None:
-            waiting = [n for i, n in enumerate(self.camera_names) if i not in self._first_cameras]
-            warnings.append(f"waiting for a first image from {waiting} before fusing")
-            return MultiviewResult(stamp_ns, [], [], RigState.UNCALIBRATED, {}, {}, warnings=warnings)
         start = time.perf_counter()
         futures = {i: self._pool.submit(self.detectors[i].detect, images[i], int(views[i].stamp_ns)) for i in present}
         detections = {i: future.result() for i, future in futures.items()}
@@ -322,31 +317,43 @@ class MultiviewPipeline:
     # ------------------------------------------------------------------ stages
 
     def _update_cameras(self, views: Sequence[ViewFrame | None], images: dict[int, np.ndarray]) -> list[str]:
-        """Create the rig on the first frame; re-calibrate a camera whose image size or CameraInfo changed."""
+        """Create the rig on the first frame (a camera without an image yet gets a placeholder until its first one);
+        re-calibrate a camera whose image size or CameraInfo changed."""
         warnings: list[str] = []
         if self.calibrator is None:
-            # the rig starts once every camera has shown an image (its size, and CameraInfo if any)
-            for index, image in images.items():
-                self._first_cameras.setdefault(index, self._rig_camera(self.camera_names[index], views[index], image))
-            if len(self._first_cameras) < len(self.camera_names):
-                return warnings
-            cameras = [self._first_cameras[i] for i in range(len(self.camera_names))]
+            size = next(iter(images.values())).shape[:2]
+            cameras = [
+                self._rig_camera(name, views[i], images[i]) if i in images else self._placeholder(name, size)
+                for i, name in enumerate(self.camera_names)
+            ]
             self.calibrator = RigCalibrator(cameras, self.config.calibration)
             if self._pending_calibration is not None:
                 path, self._pending_calibration = self._pending_calibration, None
                 self.calibrator.load(path)
-            return warnings
+        waiting = [c.name for c in self.calibrator.cameras if not c.seen]
         for index, image in images.items():
             current = self.calibrator.cameras[index]
             view = views[index]
             size_changed = (image.shape[1], image.shape[0]) != (current.camera.width, current.camera.height)
-            info_changed = view.camera is not None and (not current.focal_known or view.camera != current.camera)
+            info_changed = view.camera is not None and (
+                not current.focal_known or not same_intrinsics(view.camera, current.camera)
+            )
             if size_changed or info_changed:
                 fresh = self._rig_camera(current.name, view, image)
                 current.camera, current.focal_known = fresh.camera, fresh.focal_known
+                if current.seen or current.calibrated:
+                    warnings.append(f"camera {current.name!r}: image size or CameraInfo changed, re-calibrating it")
                 self.calibrator.forget_camera(index)
-                warnings.append(f"camera {current.name!r}: image size or CameraInfo changed, re-calibrating it")
+            current.seen = True
+        if waiting:
+            warnings.append(f"no image yet from {waiting}: they join the rig with their first image")
         return warnings
+
+    def _placeholder(self, name: str, size: tuple[int, int]) -> RigCamera:
+        """Stand-in for a camera that has not sent an image yet (replaced by its first image's size and CameraInfo)."""
+        height, width = size
+        guess = guessed_camera(width, height, self.config.calibration.default_hfov_deg)
+        return RigCamera(name, guess, focal_known=False, seen=False)
 
     def _rig_camera(self, name: str, view: ViewFrame, image: np.ndarray) -> RigCamera:
         """A rig camera from the view's CameraInfo (checked against the image) or a guessed focal length."""

@@ -1,5 +1,5 @@
 """The bag commands: a camera bag from frames (video2bag), replay over DDS with /clock, and recording of the
-ego node's outputs. Messages move as CDR bytes (rclpy publishes and receives serialised bytes), so nothing
+ego or multiview node's outputs. Messages move as CDR bytes (rclpy publishes and receives serialised bytes), so nothing
 is re-encoded on the way: a recorded message holds the published bytes (DDS appends zero padding up to a
 multiple of 4 bytes, which CDR readers ignore).
 
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from rclpy.clock import Clock as RosClock
+from rclpy.clock_type import ClockType
 from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
@@ -54,6 +56,8 @@ EGO_OUTPUT_TOPICS = (
     "hands", "hand_markers", "hand_paths/left", "hand_paths/right", "scene_map", "camera_odometry", "contacts",
     "hand_mesh_topology", "/tf", "/tf_static", "/diagnostics",
 )  # fmt: skip
+# The multiview node's outputs besides each camera's <name>/camera_info_estimated (multiview_output_topics).
+MULTIVIEW_OUTPUT_TOPICS = ("hands", "hand_markers", "calibration", "/tf", "/tf_static", "/diagnostics")
 CLOCK_TOPIC = "/clock"
 # How long the end of a replay waits for reliable subscribers to acknowledge the last messages.
 ACK_TIMEOUT_S = 5.0
@@ -107,6 +111,11 @@ def write_camera_bag(
             if on_frame is not None:
                 on_frame(count)
     return dict(writer.counts)
+
+
+def multiview_output_topics(cameras: Sequence[str]) -> list[str]:
+    """Every output of a multiview node with these cameras (relative names, as the node publishes them)."""
+    return [*MULTIVIEW_OUTPUT_TOPICS, *(f"{camera}/camera_info_estimated" for camera in cameras)]
 
 
 def parse_remaps(items: Sequence[str]) -> dict[str, str]:
@@ -295,7 +304,9 @@ class BagRecorder:
         self._lock = threading.Lock()
         self.topics = [node.resolve_topic_name(t) for t in topics]
         self._subscriptions: dict[str, object] = {}
-        self._timer = node.create_timer(0.2, self.discover)
+        # Graph polling runs on the steady clock: with use_sim_time a node-clock timer would wait for /clock, and
+        # every topic that appeared meanwhile would lose its first messages.
+        self._timer = node.create_timer(0.2, self.discover, clock=RosClock(clock_type=ClockType.STEADY_TIME))
 
     def discover(self) -> None:
         """Subscribe to the wanted topics that have publishers now (graph poll)."""

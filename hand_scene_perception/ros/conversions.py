@@ -248,6 +248,18 @@ def depth_image(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(rows).view(wire).reshape(int(msg.height), int(msg.width)).astype(dtype)
 
 
+# An image stamped this far ahead of the node clock means the two clocks differ (use_sim_time mismatch).
+FUTURE_STAMP_TOLERANCE_NS = NS_PER_S
+
+
+def future_stamp_warning(stamp_ns: int, now_ns: int | None) -> str | None:
+    """A warning when an image stamp is ahead of the node clock by more than FUTURE_STAMP_TOLERANCE_NS, else None."""
+    if now_ns is None or stamp_ns <= now_ns + FUTURE_STAMP_TOLERANCE_NS:
+        return None
+    return (f"image stamp is {(stamp_ns - now_ns) / NS_PER_S:.1f} s ahead of the node clock "
+            "(use_sim_time set on the node but not the source, or the reverse?)")  # fmt: skip
+
+
 def check_image_size(msg: Image, camera: PinholeCamera, what: str = "image") -> None:
     """InputError unless the image has the camera's size (image/camera_info or depth/camera_info mismatch)."""
     if (int(msg.width), int(msg.height)) != (camera.width, camera.height):

@@ -18,20 +18,14 @@ work without a lifecycle manager.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
-from collections.abc import Sequence
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException
-from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
-from rclpy.lifecycle import Node as LifecycleNode
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
@@ -44,33 +38,15 @@ from ..pipelines.ego import EgoConfig, HandDetector
 from .conversions import MSG_TO_SIDE, NS_PER_S, InputError, time_ns
 from .diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, diagnostic_status
 from .ego_processor import DepthInputError, EgoMessageProcessor, EgoMessages
+from .node_base import LATCHED_QOS, QOS_CHOICES, PipelineNode, qos_profile, spin_node
+from .node_base import float_param as _float
+from .node_base import int_param as _int
+from .node_base import text_param as _text
 from .pairing import StampPairer
 
 NODE_NAME = "ego_reconstruction"
 BACKENDS = ("embedded",)  # the learned tier (GPU networks) is not available in this package yet
 HAND_MODELS = ("open", "mano")
-QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "RELIABLE", "BEST_EFFORT")
-LOG_THROTTLE_S = 5.0
-# A bad input keeps the diagnostics at ERROR/WARN this long after the last one.
-PROBLEM_HOLD_S = 5.0
-# How often an idle worker checks that the node is still running (seconds).
-IDLE_CHECK_S = 0.2
-_LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def _float(description: str, low: float, high: float, step: float = 0.0) -> ParameterDescriptor:
-    return ParameterDescriptor(
-        description=description, floating_point_range=[FloatingPointRange(from_value=low, to_value=high, step=step)]
-    )
-
-
-def _int(description: str, low: int, high: int) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, integer_range=[IntegerRange(from_value=low, to_value=high,
-                                                                                   step=1)])  # fmt: skip
-
-
-def _text(description: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description)
 
 
 # name: (default, descriptor). Pipeline settings (the EgoConfig names) take effect at the next configure.
@@ -105,61 +81,22 @@ _CHOICES = {"backend": BACKENDS, "hand_model": HAND_MODELS, "qos_image": QOS_CHO
             "qos_camera_info": QOS_CHOICES, "qos_depth": QOS_CHOICES}  # fmt: skip
 
 
-def qos_profile(name: str) -> QoSProfile:
-    """Subscription QoS from its parameter word, always keeping one message (latency never builds up)."""
-    if name == "SENSOR_DATA":
-        reliability = qos_profile_sensor_data.reliability
-    elif name in ("SYSTEM_DEFAULT", "RELIABLE"):
-        reliability = ReliabilityPolicy.RELIABLE
-    elif name == "BEST_EFFORT":
-        reliability = ReliabilityPolicy.BEST_EFFORT
-    else:
-        raise ValueError(f"QoS must be one of {', '.join(QOS_CHOICES)}, got {name!r}")
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
-                      durability=DurabilityPolicy.VOLATILE)  # fmt: skip
-
-
-class EgoReconstructionNode(LifecycleNode):
+class EgoReconstructionNode(PipelineNode):
     """See the module notes; ``detector`` replaces the embedded backend (tests inject an oracle)."""
 
+    PARAMETERS = PARAMETERS
+    CHOICES = _CHOICES
+
     def __init__(self, node_name: str = NODE_NAME, *, detector: HandDetector | None = None, **kwargs) -> None:
+        self._detector = detector  # read by on_configure, which autostart runs inside PipelineNode.__init__
         super().__init__(node_name, **kwargs)
-        self._detector = detector
-        self._processor: EgoMessageProcessor | None = None
-        self._lock = threading.Lock()  # the processor: worker frames vs services
-        self._mailbox_ready = threading.Condition()
-        self._mailbox: dict[str, object] | None = None
-        self._worker: threading.Thread | None = None
-        self._running = False
-        self._inputs: list = []
-        self._own_timers: list = []
-        self._own_services: list = []
-        self._outputs: dict[str, object] = {}
+
+    def _init_state(self) -> None:
         self._pairer: StampPairer | None = None
-        self._problem: tuple[int, str, float] | None = None  # (level, text, monotonic time)
         self._last_map_ns = 0
         self._reset_stats()
-        # Declared after the fields: a rejected value raises here, and the context may still destroy the node.
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        self.add_on_set_parameters_callback(self._check_parameters)
-        autostart = self.get_parameter("autostart").value
-        if autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
 
     # ------------------------------------------------------------------ parameters
-
-    def _check_parameters(self, parameters: Sequence[rclpy.Parameter]) -> SetParametersResult:
-        """Reject words outside their choices (ranges are enforced by the descriptors)."""
-        for parameter in parameters:
-            choices = _CHOICES.get(parameter.name)
-            if choices is not None and parameter.value not in choices:
-                return SetParametersResult(successful=False,
-                                           reason=f"{parameter.name} must be one of {', '.join(choices)}")
-        return SetParametersResult(successful=True)
-
-    def _param(self, name: str):
-        return self.get_parameter(name).value
 
     def _ego_config(self) -> EgoConfig:
         return EgoConfig(
@@ -196,7 +133,7 @@ class EgoReconstructionNode(LifecycleNode):
                             for topic, kind in lifecycle.items()}  # fmt: skip
         self._outputs["scene_map"] = self.create_lifecycle_publisher(PointCloud2, "scene_map", 1)
         self._outputs["hand_mesh_topology"] = self.create_lifecycle_publisher(HandMeshTopology,
-                                                                                 "hand_mesh_topology", _LATCHED)
+                                                                                 "hand_mesh_topology", LATCHED_QOS)
         self._outputs["tf"] = self.create_publisher(TFMessage, "/tf", 100)
         self._outputs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         group = MutuallyExclusiveCallbackGroup()
@@ -223,63 +160,8 @@ class EgoReconstructionNode(LifecycleNode):
             for stream in ["camera_info", *paired]
         ]
         self._outputs["hand_mesh_topology"].publish(self._processor.mesh_topology_msg())
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="ego-node-worker", daemon=True)
-        self._worker.start()
+        self._start_worker(self._work, "ego-node-worker")
         return result
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        """Unsubscribe and stop the worker (the frame under way completes)."""
-        for subscription in self._inputs:
-            self.destroy_subscription(subscription)
-        self._inputs = []
-        self._stop_worker()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        """Free the models, publishers, services and timers."""
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        """Stop everything from any state."""
-        for subscription in self._inputs:
-            self.destroy_subscription(subscription)
-        self._inputs = []
-        self._stop_worker()
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self) -> None:
-        """Stop the worker and free the models before the node goes."""
-        self._stop_worker()
-        self._release()
-        super().destroy_node()
-
-    def _stop_worker(self) -> None:
-        with self._mailbox_ready:
-            self._running = False
-            self._mailbox = None
-            self._mailbox_ready.notify_all()
-        if self._worker is not None:
-            self._worker.join()
-            self._worker = None
-
-    def _release(self) -> None:
-        for timer in self._own_timers:
-            self.destroy_timer(timer)
-        for service in self._own_services:
-            self.destroy_service(service)
-        for publisher in self._outputs.values():
-            if isinstance(publisher, LifecyclePublisher):
-                self.destroy_lifecycle_publisher(publisher)
-            else:
-                self.destroy_publisher(publisher)
-        self._own_timers, self._own_services, self._outputs = [], [], {}
-        with self._lock:
-            if self._processor is not None:
-                self._processor.close()
-                self._processor = None
 
     # ------------------------------------------------------------------ input
 
@@ -292,13 +174,8 @@ class EgoReconstructionNode(LifecycleNode):
             if stream == "image":
                 self._input_rate.tick(self.get_clock().now().nanoseconds)
             matched = self._pairer.push(stream, time_ns(msg.header.stamp), msg)
-            if matched is None:
-                return
-            with self._mailbox_ready:
-                if self._mailbox is not None:
-                    self._dropped_busy += 1  # the worker is still on an older frame: the newest wins
-                self._mailbox = matched
-                self._mailbox_ready.notify()
+            if matched is not None:
+                self._post(matched)
 
         return receive
 
@@ -306,13 +183,6 @@ class EgoReconstructionNode(LifecycleNode):
         jump_s = (previous_ns - new_ns) / NS_PER_S
         text = f"image stamps went back {jump_s:.3f} s: new session (map, tracks and paths reset)"
         self._report(WARN, text)
-
-    def _report(self, level: int | bytes, text: str) -> None:
-        """Remember a problem for the diagnostics, log it (throttled) and publish diagnostics at once."""
-        self._problem = (level, text, time.monotonic())
-        logger = self.get_logger()
-        (logger.error if level == ERROR else logger.warning)(text, throttle_duration_sec=LOG_THROTTLE_S)
-        self._publish_diagnostics()
 
     # ------------------------------------------------------------------ worker
 
@@ -322,9 +192,7 @@ class EgoReconstructionNode(LifecycleNode):
         frame t+1's detection with frame t's fitting and mapping; when it keeps up, the stream ends at once and
         each frame's results go out as soon as it is done (no waiting for the next frame)."""
         while self._running:
-            with self._mailbox_ready:  # wait here, not inside the stream: the stream runs under the lock
-                while self._running and self._mailbox is None:
-                    self._mailbox_ready.wait(IDLE_CHECK_S)
+            self._wait_for_mail()  # wait here, not inside the stream: the stream runs under the lock
             taken: deque[float] = deque()
             stream = self._processor_stream(taken)
             while True:
@@ -347,10 +215,9 @@ class EgoReconstructionNode(LifecycleNode):
         """(image, info, depth, now) of the frames already waiting in the mailbox, until there is none;
         ``taken`` gets each frame's take-out time (for the processing time the diagnostics report)."""
         while True:
-            with self._mailbox_ready:
-                if not self._running or self._mailbox is None:
-                    return
-                matched, self._mailbox = self._mailbox, None
+            matched = self._take_mail()
+            if matched is None:
+                return
             info = self._camera_info
             if info is None:
                 self._dropped_no_info += 1
@@ -401,7 +268,6 @@ class EgoReconstructionNode(LifecycleNode):
         self._input_rate = RateMeter(window_s=5.0)
         self._processing_ms: deque[float] = deque(maxlen=100)
         self._processed = 0
-        self._dropped_busy = 0
         self._dropped_no_info = 0
         self._camera_info: CameraInfo | None = None
         self._input_errors = 0
@@ -428,8 +294,9 @@ class EgoReconstructionNode(LifecycleNode):
             return
         now_ns = self.get_clock().now().nanoseconds
         level, message = OK, "running"
-        if self._problem is not None and time.monotonic() - self._problem[2] < PROBLEM_HOLD_S:
-            level, message = self._problem[0], self._problem[1]
+        problem = self._held_problem()
+        if problem is not None:
+            level, message = problem
         elif self._inputs and self._received["image"] == 0:
             level, message = WARN, "no image received yet"
         timings = self.processing_times_ms()
@@ -491,12 +358,4 @@ class EgoReconstructionNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> None:
     """`ros2 run hand_scene_perception ego_reconstruction`: spin until Ctrl-C."""
-    rclpy.init(args=args)
-    node = EgoReconstructionNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(EgoReconstructionNode, args)

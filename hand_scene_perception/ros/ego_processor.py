@@ -34,6 +34,7 @@ from .conversions import (
     check_image_size,
     contact_array_msg,
     depth_image,
+    future_stamp_warning,
     hand_array_msg,
     hand_msg,
     image_rgb,
@@ -50,8 +51,6 @@ from .paths import CappedPath
 SIDES = (HandSide.LEFT, HandSide.RIGHT)
 # Used when an image arrives without header.frame_id (a driver bug): the outputs still name a frame.
 FALLBACK_CAMERA_FRAME = "camera_optical_frame"
-# An image stamped this far ahead of the node clock means the two clocks differ (use_sim_time mismatch).
-FUTURE_STAMP_TOLERANCE_NS = NS_PER_S
 # Depth may have another resolution than the colour image (it is resampled) but must show the same view.
 
 
@@ -199,11 +198,9 @@ class EgoMessageProcessor:
     ) -> tuple[EgoFrame, str, list[str]]:
         """:meth:`decode`, plus a warning when the image stamp is ahead of the node clock."""
         frame, camera_frame, warnings = self.decode(image, info, depth)
-        if now_ns is not None and frame.stamp_ns > now_ns + FUTURE_STAMP_TOLERANCE_NS:
-            warnings.append(
-                f"image stamp is {(frame.stamp_ns - now_ns) / NS_PER_S:.1f} s ahead of the node clock "
-                "(use_sim_time set on the node but not the source, or the reverse?)"
-            )
+        future = future_stamp_warning(frame.stamp_ns, now_ns)
+        if future is not None:
+            warnings.append(future)
         return frame, camera_frame, warnings
 
     def _messages(self, result: EgoResult, camera_frame: str, warnings: list[str], markers: bool) -> EgoMessages:

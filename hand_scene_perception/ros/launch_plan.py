@@ -1,9 +1,9 @@
-"""The ego node's launch wiring, once, in plain Python (no `launch` imports).
+"""The nodes' launch wiring (ego, multiview), once, in plain Python (no `launch` imports).
 
 `ros2 launch` has no PyPI wheel (DESIGN.md §4), so the wiring lives here and two consumers turn it into processes:
-``launch/ego.launch.py`` (launch_ros ``Node`` actions, on robots) and ``hand-scene launch ego`` (the node in this
-process, ros/launch_runner.py). Both read the same argument table and the same validated :class:`NodeSpec` list, so
-the wiring the tests check is the wiring a robot launches.
+``launch/<system>.launch.py`` (launch_ros ``Node`` actions, on robots) and ``hand-scene launch <system>`` (the node
+in this process, ros/launch_runner.py). Both read the same argument table and the same validated :class:`NodeSpec`
+list, so the wiring the tests check is the wiring a robot launches.
 
 Argument values are strings, as launch gives them. The node-parameter arguments default to ``""``, meaning "keep the
 params file's value": a user's ``params_file`` is honoured unless an argument says otherwise on the command line.
@@ -12,7 +12,7 @@ params file's value": a user's ``params_file`` is honoured unless an argument sa
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,14 @@ import yaml
 PACKAGE = "hand_scene_perception"
 EGO_NODE_NAME = "ego_reconstruction"
 EGO_EXECUTABLE = "ego_reconstruction"
+MULTIVIEW_NODE_NAME = "multiview_fusion"
+MULTIVIEW_EXECUTABLE = "multiview_fusion"
+# The multiview node's cameras when neither the params file nor the cameras argument names them (its default).
+DEFAULT_CAMERAS = ("cam0", "cam1")
+# Stands for each camera's name in the multiview topic arguments.
+CAMERA_PLACEHOLDER = "{camera}"
+# The camera slots the multiview RViz layout shows (cam0/image ... cam3/image, remapped to the first cameras).
+RVIZ_CAMERA_SLOTS = 4
 # The node's world frame when the params file does not set one (ros_contracts.md: EgoMessageProcessor).
 DEFAULT_WORLD_FRAME = "map"
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +40,7 @@ BOOLEANS = ("true", "false")
 
 
 class LaunchArgumentError(ValueError):
-    """A launch argument value the ego wiring cannot use; the text names the argument and what is accepted."""
+    """A launch argument value the wiring cannot use; the text names the argument and what is accepted."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +96,9 @@ def _share_file(*parts: str) -> Path:
         return SOURCE_ROOT.joinpath(*parts)
 
 
-def default_params_file() -> Path:
-    """The shipped ``config/ego.yaml`` (installed copy first, see :func:`_share_file`)."""
-    return _share_file("config", "ego.yaml")
+def default_params_file(system: str = "ego") -> Path:
+    """The shipped ``config/<system>.yaml`` (installed copy first, see :func:`_share_file`)."""
+    return _share_file("config", f"{system}.yaml")
 
 
 def dds_profile_file() -> Path:
@@ -98,9 +106,9 @@ def dds_profile_file() -> Path:
     return _share_file("config", "fastdds_large_images.xml")
 
 
-def default_rviz_config() -> Path:
-    """The shipped ``config/rviz/ego.rviz`` (installed copy first)."""
-    return _share_file("config", "rviz", "ego.rviz")
+def default_rviz_config(system: str = "ego") -> Path:
+    """The shipped ``config/rviz/<system>.rviz`` (installed copy first)."""
+    return _share_file("config", "rviz", f"{system}.rviz")
 
 
 EGO_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
@@ -154,6 +162,61 @@ EGO_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("rviz", "false", "true: also start rviz2 with config/rviz/ego.rviz", BOOLEANS),
 )
 EGO_ARGUMENT_NAMES = tuple(argument.name for argument in EGO_LAUNCH_ARGUMENTS)
+
+MULTIVIEW_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
+    LaunchArgument("namespace", "", "namespace of the multiview node and its outputs (hands, calibration, ...)"),
+    LaunchArgument(
+        "cameras",
+        "",
+        "comma-separated camera names, the reference camera first (e.g. cam0,cam1,cam2). Empty: the params file's list",
+    ),
+    LaunchArgument(
+        "image_topic",
+        f"/{CAMERA_PLACEHOLDER}/image_raw",
+        f"each camera's image topic; {CAMERA_PLACEHOLDER} stands for its name; relative names resolve under the "
+        "node namespace",
+    ),
+    LaunchArgument(
+        "camera_info_topic",
+        f"/{CAMERA_PLACEHOLDER}/camera_info",
+        f"each camera's CameraInfo topic ({CAMERA_PLACEHOLDER} as above); a camera without one gets an estimated "
+        "focal length",
+    ),
+    LaunchArgument(
+        "reference_frame",
+        "",
+        "frame of the fused hands and parent of the cameras' TF. Empty: the params file's value (default: the "
+        "first camera's optical frame)",
+    ),
+    LaunchArgument(
+        "calibration_file",
+        "",
+        "rig calibration YAML to start from (written by ~/save_calibration). Empty: the params file's value",
+    ),
+    LaunchArgument(
+        "hand_model",
+        "",
+        "open (the package's hand model, no files) or mano (needs mano_dir). Empty: the params file's value",
+        ("", *HAND_MODELS),
+    ),
+    LaunchArgument(
+        "mano_dir",
+        "",
+        "folder holding MANO_RIGHT/MANO_LEFT .pkl or .npz (hand_model mano). Empty: the params file's value",
+    ),
+    LaunchArgument("use_sim_time", "false", "true: follow /clock (rosbag replay with --clock)", BOOLEANS),
+    LaunchArgument(
+        "params_file",
+        "",
+        "parameter YAML for the multiview node. Empty: the installed config/multiview.yaml",
+    ),
+    LaunchArgument(
+        "rviz",
+        "false",
+        "true: also start rviz2 with config/rviz/multiview.rviz (the first four cameras' images)",
+        BOOLEANS,
+    ),
+)
 
 _NAME_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 _RELATIVE_NAME = re.compile(rf"{_NAME_TOKEN}(/{_NAME_TOKEN})*")
@@ -230,15 +293,20 @@ def load_node_parameters(path: Path, fully_qualified_name: str = f"/{EGO_NODE_NA
     return parameters
 
 
-def resolve_arguments(values: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every ego launch argument's value: the given ones over the defaults; unknown names are an error."""
+def resolve_arguments(
+    values: Mapping[str, str] | None = None,
+    table: Sequence[LaunchArgument] = EGO_LAUNCH_ARGUMENTS,
+    system: str = "ego",
+) -> dict[str, str]:
+    """Every launch argument's value in ``table``: the given ones over the defaults; unknown names are an error."""
     given = dict(values or {})
-    unknown = sorted(set(given) - set(EGO_ARGUMENT_NAMES))
+    names = [argument.name for argument in table]
+    unknown = sorted(set(given) - set(names))
     if unknown:
         raise LaunchArgumentError(
-            f"unknown launch argument(s) {', '.join(unknown)}; the ego launch takes: {', '.join(EGO_ARGUMENT_NAMES)}"
+            f"unknown launch argument(s) {', '.join(unknown)}; the {system} launch takes: {', '.join(names)}"
         )
-    resolved = {argument.name: argument.default for argument in EGO_LAUNCH_ARGUMENTS}
+    resolved = {argument.name: argument.default for argument in table}
     for name, value in given.items():
         if not isinstance(value, str):
             raise LaunchArgumentError(f"{name} must be given as a string (launch passes text), got {type(value)}")
@@ -266,33 +334,16 @@ def ego_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeSpec]:
     use_depth_word = _check_choice(table["use_depth"], arguments["use_depth"])
     if use_depth_word:
         overrides["use_depth"] = parse_bool("use_depth", use_depth_word)
-    for name in ("backend", "hand_model"):
-        word = _check_choice(table[name], arguments[name])
-        if word:
-            overrides[name] = word
-    mano_dir = arguments["mano_dir"].strip()
-    if mano_dir:
-        folder = Path(mano_dir).expanduser()
-        if not folder.is_dir():
-            raise LaunchArgumentError(f"mano_dir:={mano_dir!r} is not a folder (it must hold MANO_RIGHT/LEFT files)")
-        overrides["mano_dir"] = str(folder.resolve())
-    world_frame = arguments["world_frame"].strip()
+    backend = _check_choice(table["backend"], arguments["backend"])
+    if backend:
+        overrides["backend"] = backend
+    overrides.update(_model_overrides(table, arguments))
+    world_frame = _frame_argument("world_frame", arguments["world_frame"], "world or map")
     if world_frame:
-        if not _FRAME_ID.fullmatch(world_frame):
-            raise LaunchArgumentError(
-                f"world_frame:={arguments['world_frame']!r} is not a TF frame id: letters, digits, '_', '.', '-', "
-                "'/', not starting with '/' (e.g. world or map)"
-            )
         overrides["world_frame"] = world_frame
 
-    params_file = Path(arguments["params_file"]).expanduser() if arguments["params_file"].strip() else None
-    params_file = (params_file or default_params_file()).resolve()
-    effective = {**load_node_parameters(params_file, f"{node_namespace}/{EGO_NODE_NAME}"), **overrides}
-    if str(effective.get("hand_model", "open")) == "mano" and not str(effective.get("mano_dir") or ""):
-        raise LaunchArgumentError(
-            "hand_model mano needs mano_dir:=FOLDER holding MANO_RIGHT/MANO_LEFT .pkl or .npz "
-            "(license-gated: https://mano.is.tue.mpg.de), or use hand_model:=open"
-        )
+    params_file = _params_file(arguments, "ego")
+    effective = _effective_parameters(params_file, f"{node_namespace}/{EGO_NODE_NAME}", overrides)
 
     remappings = [("image", image_topic), ("camera_info", camera_info_topic)]
     if effective.get("use_depth", True) is not False:
@@ -309,22 +360,160 @@ def ego_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeSpec]:
     ]
     if rviz:
         world = str(effective.get("world_frame") or DEFAULT_WORLD_FRAME)
-        plan.append(rviz_node_spec(world, use_sim_time, node_namespace, image_topic))
+        plan.append(rviz_node_spec(world, use_sim_time, node_namespace, (("image", image_topic),), "ego"))
     return plan
 
 
-def rviz_node_spec(world_frame: str, use_sim_time: bool, node_namespace: str, image_topic: str) -> NodeSpec:
-    """rviz2 with the shipped layout, its fixed frame set to the node's world frame. The layout names the node's
-    outputs relatively, so rviz2 runs in the node's namespace; its image display follows the camera remapping."""
+def _model_overrides(table: Mapping[str, LaunchArgument], arguments: Mapping[str, str]) -> dict[str, Any]:
+    """The hand_model and mano_dir overrides the arguments give (mano_dir must be a folder; kept absolute)."""
+    overrides: dict[str, Any] = {}
+    hand_model = _check_choice(table["hand_model"], arguments["hand_model"])
+    if hand_model:
+        overrides["hand_model"] = hand_model
+    mano_dir = arguments["mano_dir"].strip()
+    if mano_dir:
+        folder = Path(mano_dir).expanduser()
+        if not folder.is_dir():
+            raise LaunchArgumentError(f"mano_dir:={mano_dir!r} is not a folder (it must hold MANO_RIGHT/LEFT files)")
+        overrides["mano_dir"] = str(folder.resolve())
+    return overrides
+
+
+def _frame_argument(name: str, value: str, example: str) -> str:
+    """A TF frame id argument, stripped ('' when empty); LaunchArgumentError for anything else."""
+    frame = value.strip()
+    if frame and not _FRAME_ID.fullmatch(frame):
+        raise LaunchArgumentError(
+            f"{name}:={value!r} is not a TF frame id: letters, digits, '_', '.', '-', '/', not starting with '/' "
+            f"(e.g. {example})"
+        )
+    return frame
+
+
+def _params_file(arguments: Mapping[str, str], system: str) -> Path:
+    """The params_file argument as an absolute path, or the shipped config/<system>.yaml."""
+    given = Path(arguments["params_file"]).expanduser() if arguments["params_file"].strip() else None
+    return (given or default_params_file(system)).resolve()
+
+
+def _effective_parameters(params_file: Path, fully_qualified_name: str, overrides: Mapping[str, Any]) -> dict:
+    """What the node will run with (the file's values under the overrides); hand_model mano needs a mano_dir."""
+    effective = {**load_node_parameters(params_file, fully_qualified_name), **overrides}
+    if str(effective.get("hand_model", "open")) == "mano" and not str(effective.get("mano_dir") or ""):
+        raise LaunchArgumentError(
+            "hand_model mano needs mano_dir:=FOLDER holding MANO_RIGHT/MANO_LEFT .pkl or .npz "
+            "(license-gated: https://mano.is.tue.mpg.de), or use hand_model:=open"
+        )
+    return effective
+
+
+def rviz_node_spec(
+    fixed_frame: str,
+    use_sim_time: bool,
+    node_namespace: str,
+    remappings: Sequence[tuple[str, str]],
+    system: str,
+) -> NodeSpec:
+    """rviz2 with the system's shipped layout, its fixed frame set to the node's output frame. The layout names the
+    node's outputs relatively, so rviz2 runs in the node's namespace; its image displays follow ``remappings``."""
     return NodeSpec(
         package="rviz2",
         executable="rviz2",
         name="rviz2",
         namespace=node_namespace,
         parameters=({"use_sim_time": use_sim_time},),
-        remappings=(("image", image_topic),),
-        arguments=("-d", str(default_rviz_config()), "-f", world_frame),
+        remappings=tuple(remappings),
+        arguments=("-d", str(default_rviz_config(system)), "-f", fixed_frame),
     )
+
+
+def _camera_names(value: str, from_file: object) -> tuple[list[str], bool]:
+    """(camera names, whether the argument gave them): the comma-separated argument, else the params file's list,
+    else the node's default; LaunchArgumentError for a name that is no ROS name token or a repeated one."""
+    if value.strip():
+        names, given = [name.strip() for name in value.split(",")], True
+    else:
+        names, given = list(from_file or DEFAULT_CAMERAS), False
+    bad = [name for name in names if not isinstance(name, str) or not re.fullmatch(_NAME_TOKEN, name)]
+    if not names or bad:
+        raise LaunchArgumentError(
+            f"cameras:={value!r} must be comma-separated names of letters, digits and underscores, each not starting "
+            f"with a digit (e.g. cam0,cam1,cam2); bad: {bad}"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise LaunchArgumentError(f"cameras: every camera needs its own name; repeated: {', '.join(repeated)}")
+    return names, given
+
+
+def _camera_topics(name: str, pattern: str, cameras: Sequence[str], namespace: str) -> dict[str, str]:
+    """Each camera's topic from a pattern with {camera}; distinct cameras must get distinct topics."""
+    if len(cameras) > 1 and CAMERA_PLACEHOLDER not in pattern:
+        raise LaunchArgumentError(
+            f"{name}:={pattern!r} gives every camera the same topic; put {CAMERA_PLACEHOLDER} where the camera name "
+            f"goes (e.g. /{CAMERA_PLACEHOLDER}/image_raw)"
+        )
+    return {camera: _resolve_topic(name, pattern.replace(CAMERA_PLACEHOLDER, camera), namespace)
+            for camera in cameras}  # fmt: skip
+
+
+def multiview_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeSpec]:
+    """The nodes to start for the given launch-argument values: the multiview node, and rviz2 when ``rviz`` is true.
+
+    Each camera's relative inputs ``<name>/image`` and ``<name>/camera_info`` are remapped to the topic patterns
+    with the camera's name filled in. Every value is checked first; a bad one raises LaunchArgumentError.
+    """
+    arguments = resolve_arguments(values, MULTIVIEW_LAUNCH_ARGUMENTS, "multiview")
+    table = {argument.name: argument for argument in MULTIVIEW_LAUNCH_ARGUMENTS}
+    node_namespace = _check_namespace("namespace", arguments["namespace"])
+    use_sim_time = parse_bool("use_sim_time", arguments["use_sim_time"])
+    rviz = parse_bool("rviz", arguments["rviz"])
+    overrides: dict[str, Any] = {"use_sim_time": use_sim_time, **_model_overrides(table, arguments)}
+    reference = _frame_argument("reference_frame", arguments["reference_frame"], "cam0_optical_frame or rig")
+    if reference:
+        overrides["reference_frame"] = reference
+    calibration = arguments["calibration_file"].strip()
+    if calibration:
+        path = Path(calibration).expanduser()
+        if not path.is_file():
+            raise LaunchArgumentError(f"calibration_file:={calibration!r} does not exist or is not a file")
+        overrides["calibration_file"] = str(path.resolve())
+
+    params_file = _params_file(arguments, "multiview")
+    fully_qualified_name = f"{node_namespace}/{MULTIVIEW_NODE_NAME}"
+    cameras, given = _camera_names(arguments["cameras"], load_node_parameters(params_file, fully_qualified_name)
+                                   .get("cameras"))  # fmt: skip
+    if given:
+        overrides["cameras"] = cameras
+    effective = _effective_parameters(params_file, fully_qualified_name, overrides)
+    images = _camera_topics("image_topic", arguments["image_topic"], cameras, node_namespace)
+    infos = _camera_topics("camera_info_topic", arguments["camera_info_topic"], cameras, node_namespace)
+    remappings = []
+    for camera in cameras:
+        remappings += [(f"{camera}/image", images[camera]), (f"{camera}/camera_info", infos[camera])]
+    plan = [
+        NodeSpec(
+            package=PACKAGE,
+            executable=MULTIVIEW_EXECUTABLE,
+            name=MULTIVIEW_NODE_NAME,
+            namespace=node_namespace,
+            parameters=(str(params_file), overrides),
+            remappings=tuple(remappings),
+        )
+    ]
+    if rviz:
+        frames = list(effective.get("camera_frames") or []) or [f"{camera}_optical_frame" for camera in cameras]
+        fixed = str(effective.get("reference_frame") or frames[0])
+        slots = [(f"cam{slot}/image", images[camera]) for slot, camera in enumerate(cameras[:RVIZ_CAMERA_SLOTS])]
+        plan.append(rviz_node_spec(fixed, use_sim_time, node_namespace, slots, "multiview"))
+    return plan
+
+
+# system: (argument table, plan function, name of the node the in-process runner hosts)
+LAUNCH_SYSTEMS = {
+    "ego": (EGO_LAUNCH_ARGUMENTS, ego_launch_plan, EGO_NODE_NAME),
+    "multiview": (MULTIVIEW_LAUNCH_ARGUMENTS, multiview_launch_plan, MULTIVIEW_NODE_NAME),
+}
 
 
 def describe_plan(plan: list[NodeSpec]) -> str:
@@ -343,10 +532,10 @@ def describe_plan(plan: list[NodeSpec]) -> str:
     return "\n".join(lines)
 
 
-def arguments_markdown() -> str:
-    """The argument table as Markdown (name, default, description), as kept in launch/README.md."""
+def arguments_markdown(table: Sequence[LaunchArgument] = EGO_LAUNCH_ARGUMENTS) -> str:
+    """An argument table as Markdown (name, default, description), as kept in launch/README.md."""
     rows = ["| argument | default | description |", "|---|---|---|"]
-    for argument in EGO_LAUNCH_ARGUMENTS:
+    for argument in table:
         default = f"`{argument.default}`" if argument.default else "(empty)"
         rows.append(f"| `{argument.name}` | {default} | {argument.description} |")
     return "\n".join(rows)

@@ -1,8 +1,8 @@
-"""`hand-scene launch ego`: the ego launch plan run in this process, for machines without `ros2 launch`.
+"""`hand-scene launch <system>`: a launch plan run in this process, for machines without `ros2 launch`.
 
-The same :func:`~hand_scene_perception.ros.launch_plan.ego_launch_plan` that ``launch/ego.launch.py`` turns into
-launch_ros actions is turned here into node arguments for ``EgoReconstructionNode``, which then spins until Ctrl-C.
-Nodes that cannot run in this process (rviz2) are printed as a command to start beside it.
+The same plan (ros/launch_plan.py: ``ego_launch_plan``, ``multiview_launch_plan``) that ``launch/<system>.launch.py``
+turns into launch_ros actions is turned here into node arguments for the system's node class, which then spins
+until Ctrl-C. Nodes that cannot run in this process (rviz2) are printed as a command to start beside it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TextIO
 
-from .launch_plan import EGO_NODE_NAME, NodeSpec, dds_profile_file, describe_plan, ego_launch_plan
+from .launch_plan import LAUNCH_SYSTEMS, NodeSpec, dds_profile_file, describe_plan
 
 DISCOVERY_VARIABLE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
 DDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -98,7 +98,19 @@ def ros2_run_command(spec: NodeSpec) -> str:
                        *plan_arguments])  # fmt: skip
 
 
-def run_ego(
+def _node_class(system: str):
+    """The node class the system's plan starts (imported late: rclpy starts only when a node runs)."""
+    if system == "ego":
+        from .ego_node import EgoReconstructionNode
+
+        return EgoReconstructionNode
+    from .multiview_node import MultiviewFusionNode
+
+    return MultiviewFusionNode
+
+
+def run_launch(
+    system: str,
     values: Mapping[str, str],
     user_ros_arguments: Sequence[str] = (),
     *,
@@ -106,19 +118,23 @@ def run_ego(
     print_plan: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """Check the arguments, print or run the plan: the ego node spins here until Ctrl-C, then shuts down cleanly.
+    """Check the arguments, print or run the plan of ``system`` (ego, multiview): its node spins here until
+    Ctrl-C, then shuts down cleanly.
 
     ``user_ros_arguments`` (what follows ``--ros-args``) come after the plan's own, so they win, as on a robot.
     """
-    plan = ego_launch_plan(values)
+    if system not in LAUNCH_SYSTEMS:
+        raise ValueError(f"no launch plan for {system!r}; systems: {', '.join(LAUNCH_SYSTEMS)}")
+    _, plan_function, node_name = LAUNCH_SYSTEMS[system]
+    plan = plan_function(values)
     if print_plan:
         print(describe_plan(plan), file=out)
         return 0
     ensure_local_discovery(os.environ, allow_network_discovery)
     use_shipped_dds_profile(os.environ)
-    ego_spec = next(spec for spec in plan if spec.name == EGO_NODE_NAME)
+    node_spec = next(spec for spec in plan if spec.name == node_name)
     for spec in plan:
-        if spec is not ego_spec:
+        if spec is not node_spec:
             print(
                 f"hand-scene launch: {spec.executable} is not started in-process; start it beside this process "
                 f"(same {DISCOVERY_VARIABLE} and ROS_DOMAIN_ID):\n  {ros2_run_command(spec)}",
@@ -129,16 +145,15 @@ def run_ego(
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    from .ego_node import EgoReconstructionNode
-
+    node_class = _node_class(system)
     user = list(user_ros_arguments)
     rclpy.init(args=["hand-scene", "--ros-args", *user] if user else None)
     node = None
     try:
-        node = EgoReconstructionNode(
-            node_name=ego_spec.name,
-            namespace=ego_spec.namespace or None,
-            cli_args=node_ros_arguments(ego_spec) + user,
+        node = node_class(
+            node_name=node_spec.name,
+            namespace=node_spec.namespace or None,
+            cli_args=node_ros_arguments(node_spec) + user,
         )
         print(
             f"hand-scene launch: {node.get_fully_qualified_name()} running "

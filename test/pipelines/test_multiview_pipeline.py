@@ -210,8 +210,13 @@ def test_camera_info_keeps_known_intrinsics_and_bad_inputs_are_refused(rig_seque
             pipeline.process([None])
         with pytest.raises(ValueError, match="at least one view"):
             pipeline.process([None] * 4)
+        first = next(iter(rig_sequence.frames(1, render=False)))
+        for detector in detectors:
+            detector.frame = first
         waiting = pipeline.process([ViewFrame(blank(rig_sequence.views[0]), 0), None, None, None])
-        assert not waiting.hands and "waiting for a first image from ['cam1', 'cam2', 'cam3']" in waiting.warnings[0]
+        assert any("no image yet from ['cam1', 'cam2', 'cam3']" in w for w in waiting.warnings)
+        assert waiting.state is RigState.UNCALIBRATED
+        assert [h.views for h in waiting.hands] == [("cam0",)]  # the reference alone: its monocular result
         true_cam1 = rig_sequence.views[1].camera
         wrong = PinholeCamera.from_intrinsics(500, 500, 160, 120, 320, 240)
         with pytest.raises(ValueError, match=r"cam1.*CameraInfo is 320x240 but the image is 640x480"):

@@ -71,14 +71,19 @@ class StampOracle:
         return oracle_landmarks(self._frames[timestamp_ns], self.noise_px, self._rng)
 
 
-class NodeHarness:
-    """An ego node and a helper node (camera publishers, output listeners) spinning in one executor thread."""
+EGO_INPUTS = {"image": Image, "camera_info": CameraInfo, "depth": Image}
 
-    def __init__(self, context, node, source_qos=10, listen: dict | None = None) -> None:
+
+class NodeHarness:
+    """A node under test and a helper node (input publishers, output listeners) spinning in one executor thread.
+
+    ``inputs`` (topic: message type) default to the ego node's camera inputs."""
+
+    def __init__(self, context, node, source_qos=10, listen: dict | None = None, inputs: dict | None = None) -> None:
         self.context, self.node = context, node
         self.source = rclpy.create_node("ego_test_source", context=context)
         self.publishers = {name: self.source.create_publisher(kind, name, source_qos)
-                           for name, kind in (("image", Image), ("camera_info", CameraInfo), ("depth", Image))}
+                           for name, kind in (inputs or EGO_INPUTS).items()}
         self.received: dict[str, list] = {}
         self.lock = threading.Lock()
         for topic, (kind, qos) in (listen or {}).items():
@@ -86,8 +91,15 @@ class NodeHarness:
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(node)
         self.executor.add_node(self.source)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
+
+    def _spin(self) -> None:
+        """Spin until :meth:`close` (which stops the loop before shutting the executor down, so no callback is
+        under way while the executor's handles go)."""
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
 
     def listen(self, topic: str, kind, qos=10) -> None:
         self.received[topic] = []
@@ -116,10 +128,12 @@ class NodeHarness:
             time.sleep(0.02)
         return condition()
 
-    def wait_connected(self, timeout_s: float = 10.0) -> None:
-        assert self.wait_for(lambda: self.publishers["image"].get_subscription_count() > 0, timeout_s)
+    def wait_connected(self, timeout_s: float = 10.0, topic: str = "image") -> None:
+        assert self.wait_for(lambda: self.publishers[topic].get_subscription_count() > 0, timeout_s)
 
     def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=10.0)
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         self.source.destroy_node()

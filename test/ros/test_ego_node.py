@@ -28,7 +28,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hand_scene_msgs.msg import HandArray, HandMeshTopology
 from hand_scene_msgs.srv import GetHandTrajectory, Reset, SaveToPath
 from hand_scene_perception.ros.conversions import POINT_STEP, depth_msg, hand_state
-from hand_scene_perception.ros.ego_node import _LATCHED, PARAMETERS, EgoReconstructionNode
+from hand_scene_perception.ros.ego_node import PARAMETERS, EgoReconstructionNode
+from hand_scene_perception.ros.node_base import LATCHED_QOS
 
 PATH_CAP = 4
 NUM_FRAMES = 7
@@ -109,7 +110,7 @@ def test_outputs_frames_tf_cloud_paths(harness, frames):
     odometry = harness.messages("camera_odometry")[-1]
     assert (odometry.header.frame_id, odometry.child_frame_id) == ("map", CAMERA_FRAME)
     # The mesh topology is latched: a subscriber that comes late still gets it.
-    harness.listen("hand_mesh_topology", HandMeshTopology, _LATCHED)
+    harness.listen("hand_mesh_topology", HandMeshTopology, LATCHED_QOS)
     assert harness.wait_for(lambda: len(harness.messages("hand_mesh_topology")) == 1)
     assert harness.node.dropped_frames() == 0
 

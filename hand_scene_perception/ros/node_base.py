@@ -1,0 +1,248 @@
+"""What every pipeline node here shares: parameter tables, input QoS words, the lifecycle teardown, the one-slot
+mailbox feeding a worker thread, throttled problem reports and ``main``.
+
+The nodes (ros/ego_node.py, ros/multiview_node.py) differ in their inputs, outputs and services; the plumbing that
+keeps latency from building up and keeps a bad input from stopping the node is the same and lives here once.
+A subclass sets ``PARAMETERS`` (name: (default, descriptor)) and ``CHOICES`` (name: accepted words), initialises
+its own fields in :meth:`_init_state`, and implements ``on_configure``/``on_activate`` and
+:meth:`_publish_diagnostics`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+from .diagnostics import ERROR
+
+QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "RELIABLE", "BEST_EFFORT")
+LOG_THROTTLE_S = 5.0
+# A bad input keeps the diagnostics at ERROR/WARN this long after the last one.
+PROBLEM_HOLD_S = 5.0
+# How often an idle worker checks that the node is still running (seconds).
+IDLE_CHECK_S = 0.2
+# Latched outputs (late subscribers still get the last message).
+LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def float_param(description: str, low: float, high: float, step: float = 0.0) -> ParameterDescriptor:
+    """Descriptor of a floating-point parameter whose range rclpy enforces."""
+    return ParameterDescriptor(
+        description=description, floating_point_range=[FloatingPointRange(from_value=low, to_value=high, step=step)]
+    )
+
+
+def int_param(description: str, low: int, high: int) -> ParameterDescriptor:
+    """Descriptor of an integer parameter whose range rclpy enforces."""
+    return ParameterDescriptor(description=description, integer_range=[IntegerRange(from_value=low, to_value=high,
+                                                                                   step=1)])  # fmt: skip
+
+
+def text_param(description: str) -> ParameterDescriptor:
+    """Descriptor of a parameter without a numeric range (strings, booleans, lists)."""
+    return ParameterDescriptor(description=description)
+
+
+def qos_profile(name: str) -> QoSProfile:
+    """Subscription QoS from its parameter word, always keeping one message (latency never builds up)."""
+    if name == "SENSOR_DATA":
+        reliability = qos_profile_sensor_data.reliability
+    elif name in ("SYSTEM_DEFAULT", "RELIABLE"):
+        reliability = ReliabilityPolicy.RELIABLE
+    elif name == "BEST_EFFORT":
+        reliability = ReliabilityPolicy.BEST_EFFORT
+    else:
+        raise ValueError(f"QoS must be one of {', '.join(QOS_CHOICES)}, got {name!r}")
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)  # fmt: skip
+
+
+class PipelineNode(LifecycleNode, metaclass=ABCMeta):
+    """Lifecycle node plumbing shared by the pipeline nodes (see the module notes)."""
+
+    PARAMETERS: Mapping[str, tuple[object, ParameterDescriptor]] = {}
+    CHOICES: Mapping[str, Sequence[str]] = {}
+
+    def __init__(self, node_name: str, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self._processor = None  # the subclass's message processor (has close())
+        self._lock = threading.Lock()  # the processor: worker frames vs services
+        self._mailbox_ready = threading.Condition()
+        self._mailbox: object | None = None
+        self._dropped_busy = 0
+        self._worker: threading.Thread | None = None
+        self._running = False
+        self._inputs: list = []
+        self._own_timers: list = []
+        self._own_services: list = []
+        self._outputs: dict[str, object] = {}
+        self._problem: tuple[int | bytes, str, float] | None = None  # (level, text, monotonic time)
+        self._init_state()
+        # Declared after the fields: a rejected value raises here, and the context may still destroy the node.
+        for name, (default, descriptor) in self.PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        if self._param("autostart") and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def _init_state(self) -> None:
+        """The subclass's own fields, set before the parameters are declared and autostart configures."""
+
+    # ------------------------------------------------------------------ parameters
+
+    def _check_parameters(self, parameters: Sequence[rclpy.Parameter]) -> SetParametersResult:
+        """Reject words outside their choices (ranges are enforced by the descriptors)."""
+        for parameter in parameters:
+            choices = self.CHOICES.get(parameter.name)
+            if choices is not None and parameter.value not in choices:
+                return SetParametersResult(
+                    successful=False, reason=f"{parameter.name} must be one of {', '.join(choices)}"
+                )
+        return SetParametersResult(successful=True)
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        """Unsubscribe and stop the worker (the frame under way completes)."""
+        self._unsubscribe()
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        """Free the models, publishers, services and timers."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        """Stop everything from any state."""
+        self._unsubscribe()
+        self._stop_worker()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        """Stop the worker and free the models before the node goes."""
+        self._stop_worker()
+        self._release()
+        super().destroy_node()
+
+    def _unsubscribe(self) -> None:
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+
+    def _start_worker(self, target: Callable[[], None], name: str) -> None:
+        self._running = True
+        self._worker = threading.Thread(target=self._until_context_ends(target), name=name, daemon=True)
+        self._worker.start()
+
+    def _until_context_ends(self, target: Callable[[], None]) -> Callable[[], None]:
+        """``target``, ending quietly when rclpy's context went down under it (Ctrl-C shuts the context down
+        before the node can stop its worker, so a publish under way fails); other errors are raised."""
+
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                if self.context.ok():
+                    raise
+
+        return run
+
+    def _stop_worker(self) -> None:
+        with self._mailbox_ready:
+            self._running = False
+            self._mailbox = None
+            self._mailbox_ready.notify_all()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+
+    def _release(self) -> None:
+        for timer in self._own_timers:
+            self.destroy_timer(timer)
+        for service in self._own_services:
+            self.destroy_service(service)
+        for publisher in self._outputs.values():
+            if isinstance(publisher, LifecyclePublisher):
+                self.destroy_lifecycle_publisher(publisher)
+            else:
+                self.destroy_publisher(publisher)
+        self._own_timers, self._own_services, self._outputs = [], [], {}
+        with self._lock:
+            if self._processor is not None:
+                self._processor.close()
+                self._processor = None
+
+    # ------------------------------------------------------------------ mailbox (one slot: the newest input wins)
+
+    def _post(self, item: object) -> None:
+        """Hand an input set to the worker; one still waiting is replaced and counted as dropped."""
+        with self._mailbox_ready:
+            if self._mailbox is not None:
+                self._dropped_busy += 1  # the worker is still on an older frame: the newest wins
+            self._mailbox = item
+            self._mailbox_ready.notify()
+
+    def _wait_for_mail(self) -> None:
+        """Block until an input set waits or the node stops running."""
+        with self._mailbox_ready:
+            while self._running and self._mailbox is None:
+                self._mailbox_ready.wait(IDLE_CHECK_S)
+
+    def _take_mail(self) -> object | None:
+        """The waiting input set (removed), or None when there is none or the node stopped."""
+        with self._mailbox_ready:
+            if not self._running or self._mailbox is None:
+                return None
+            item, self._mailbox = self._mailbox, None
+            return item
+
+    # ------------------------------------------------------------------ problems and diagnostics
+
+    def _report(self, level: int | bytes, text: str) -> None:
+        """Remember a problem for the diagnostics, log it (throttled) and publish diagnostics at once."""
+        if not self.context.ok():
+            return  # shutting down (Ctrl-C): nothing to log or publish to
+        self._problem = (level, text, time.monotonic())
+        logger = self.get_logger()
+        if level == ERROR:  # one call site per severity: rclpy refuses a throttled site that changes severity
+            logger.error(text, throttle_duration_sec=LOG_THROTTLE_S)
+        else:
+            logger.warning(text, throttle_duration_sec=LOG_THROTTLE_S)
+        self._publish_diagnostics()
+
+    def _held_problem(self) -> tuple[int | bytes, str] | None:
+        """The last reported problem while it is recent (PROBLEM_HOLD_S), else None."""
+        if self._problem is not None and time.monotonic() - self._problem[2] < PROBLEM_HOLD_S:
+            return self._problem[0], self._problem[1]
+        return None
+
+    @abstractmethod
+    def _publish_diagnostics(self) -> None:
+        """Publish the node's /diagnostics status now (also called on every reported problem)."""
+
+
+def spin_node(factory: Callable[[], PipelineNode], args: list[str] | None = None) -> None:
+    """`ros2 run` entry point body: start rclpy, spin the node until Ctrl-C, tear down cleanly."""
+    rclpy.init(args=args)
+    node = factory()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
