@@ -55,8 +55,13 @@ CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CAMERA_FRAME_SUFFIX = "_optical_frame"
 
 
+# Sets without some camera before the rig starts without it (a camera that never sends must not block the others).
+START_WAIT_SETS = 30
+
+
 class RigNotStartedError(InputError):
-    """The rig starts with one image from every camera (the pipeline learns each camera's image size then)."""
+    """The rig waits for one image from every camera (the pipeline learns each camera's image size then), for at
+    most START_WAIT_SETS sets; a camera still silent then joins the rig with its first image."""
 
 
 class CalibrationFileError(ValueError):
@@ -128,6 +133,7 @@ class MultiviewMessageProcessor:
         self.camera_names = list(camera_names)
         self.camera_frames = list(camera_frames) if camera_frames else default_camera_frames(self.camera_names)
         check_rig_names(self.camera_names, self.camera_frames)
+        self._sets_waiting = 0
         self.reference_frame = reference_frame or self.camera_frames[0]
         if self.reference_frame.startswith("/"):
             raise ValueError(f"reference_frame must not start with '/', got {self.reference_frame!r}")
@@ -215,9 +221,11 @@ class MultiviewMessageProcessor:
         if all(view is None for view in views):
             raise InputError("; ".join(view_errors) or "no camera has an image in this set")
         missing = [name for name, view in zip(self.camera_names, views, strict=True) if view is None]
-        if not self.started and missing:
+        if not self.started and missing and self._sets_waiting < START_WAIT_SETS:
+            self._sets_waiting += 1
             raise RigNotStartedError(
-                f"waiting for an image from {missing}: the rig starts with one image from every camera"
+                f"waiting for an image from {missing}: the rig starts with one image from every camera, or without "
+                f"them after {START_WAIT_SETS} sets ({self._sets_waiting} so far)"
                 + ("" if not view_errors else " (" + "; ".join(view_errors) + ")")
             )
         file_error = self._apply_pending_file(views) if not self.started else None
@@ -335,7 +343,7 @@ class MultiviewMessageProcessor:
         self.pipeline.reset_calibration()
         self._published = None
 
-    def _apply_pending_file(self, views: list[ViewFrame]) -> str | None:
+    def _apply_pending_file(self, views: list[ViewFrame | None]) -> str | None:
         """Check the file waiting for the first frame against this rig's cameras as the pipeline will build them
         (names, reference, image sizes; a throwaway calibrator reads it), hand it on when it fits; else the
         reason, and the rig calibrates itself."""
@@ -343,8 +351,13 @@ class MultiviewMessageProcessor:
         if path is None:
             return None
         hfov = self.pipeline.config.calibration.default_hfov_deg
+        present = next(view for view in views if view is not None)
         cameras = []
         for name, view in zip(self.camera_names, views, strict=True):
+            if view is None:  # not seen yet: the file gives its size and intrinsics (as in the pipeline)
+                height, width = present.image_rgb.shape[:2]
+                cameras.append(RigCamera(name, guessed_camera(width, height, hfov), False, seen=False))
+                continue
             height, width = view.image_rgb.shape[:2]
             camera = view.camera if view.camera is not None else guessed_camera(width, height, hfov)
             cameras.append(RigCamera(name, camera, view.camera is not None))

@@ -19,6 +19,7 @@ from hand_scene_perception.ros.conversions import (
     transform_matrix,
 )
 from hand_scene_perception.ros.multiview_processor import (
+    START_WAIT_SETS,
     CalibrationFileError,
     MultiviewMessageProcessor,
     RigNotStartedError,
@@ -136,12 +137,19 @@ def test_bad_views_are_left_out_and_the_rest_fuses(rig, tmp_path):
         assert len(out.hands.hands) == 1  # cam0 and cam1 still triangulate
 
 
-def test_rig_starts_only_with_every_camera_and_checks_names(rig):
+def test_rig_waits_for_every_camera_then_starts_without_a_silent_one_and_checks_names(rig):
     with _processor(rig) as processor:
         images, infos = _inputs(rig, rig.frames[0])
-        with pytest.raises(RigNotStartedError, match="cam2"):
-            processor.process(images[:2] + [None], infos)
+        for _ in range(START_WAIT_SETS):
+            with pytest.raises(RigNotStartedError, match="cam2"):
+                processor.process(images[:2] + [None], infos)
         assert not processor.started and processor.calibration_msg(0) is None
+        out = processor.process(images[:2] + [None], infos)  # cam2 still silent: the others start the rig
+        assert processor.started and "cam2" not in out.result.detections
+        assert any("no image yet from ['cam2']" in w for w in out.warnings)
+        images, infos = _inputs(rig, rig.frames[1])
+        out = processor.process(images, infos)  # cam2 joins with its first image
+        assert "cam2" in out.result.detections
     with pytest.raises(ValueError, match="repeated"):
         MultiviewMessageProcessor(["a", "a"], MultiviewConfig(), detectors=rig.detectors()[:2])
     with pytest.raises(ValueError, match="not valid ROS name"):
