@@ -111,6 +111,24 @@ def default_rviz_config(system: str = "ego") -> Path:
     return _share_file("config", "rviz", f"{system}.rviz")
 
 
+# Arguments both systems' launch files declare, with the same meaning.
+HAND_MODEL_ARGUMENTS = (
+    LaunchArgument(
+        "hand_model",
+        "",
+        "open (the package's hand model, no files) or mano (needs mano_dir). Empty: the params file's value",
+        ("", *HAND_MODELS),
+    ),
+    LaunchArgument(
+        "mano_dir",
+        "",
+        "folder holding MANO_RIGHT/MANO_LEFT .pkl or .npz (hand_model mano). Empty: the params file's value",
+    ),
+)
+USE_SIM_TIME_ARGUMENT = LaunchArgument(
+    "use_sim_time", "false", "true: follow /clock (rosbag replay with --clock)", BOOLEANS
+)
+
 EGO_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("namespace", "", "namespace of the ego node and its outputs (hands, hand_markers, scene_map, ...)"),
     LaunchArgument(
@@ -137,23 +155,13 @@ EGO_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
         "embedded (CPU, MediaPipe's bundled models) or learned (GPU networks). Empty: the params file's value",
         ("", *BACKENDS),
     ),
-    LaunchArgument(
-        "hand_model",
-        "",
-        "open (the package's hand model, no files) or mano (needs mano_dir). Empty: the params file's value",
-        ("", *HAND_MODELS),
-    ),
-    LaunchArgument(
-        "mano_dir",
-        "",
-        "folder holding MANO_RIGHT/MANO_LEFT .pkl or .npz (hand_model mano). Empty: the params file's value",
-    ),
+    *HAND_MODEL_ARGUMENTS,
     LaunchArgument(
         "world_frame",
         "",
         "TF frame of the world-frame outputs (the first camera pose). Empty: the params file's value",
     ),
-    LaunchArgument("use_sim_time", "false", "true: follow /clock (rosbag replay with --clock)", BOOLEANS),
+    USE_SIM_TIME_ARGUMENT,
     LaunchArgument(
         "params_file",
         "",
@@ -193,18 +201,8 @@ MULTIVIEW_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
         "",
         "rig calibration YAML to start from (written by ~/save_calibration). Empty: the params file's value",
     ),
-    LaunchArgument(
-        "hand_model",
-        "",
-        "open (the package's hand model, no files) or mano (needs mano_dir). Empty: the params file's value",
-        ("", *HAND_MODELS),
-    ),
-    LaunchArgument(
-        "mano_dir",
-        "",
-        "folder holding MANO_RIGHT/MANO_LEFT .pkl or .npz (hand_model mano). Empty: the params file's value",
-    ),
-    LaunchArgument("use_sim_time", "false", "true: follow /clock (rosbag replay with --clock)", BOOLEANS),
+    *HAND_MODEL_ARGUMENTS,
+    USE_SIM_TIME_ARGUMENT,
     LaunchArgument(
         "params_file",
         "",

@@ -6,17 +6,15 @@ test_ego_node_dds.py covers publishers in another process and the real MediaPipe
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rclpy
-import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from ego_fixtures import CAMERA_FRAME, NodeHarness, StampOracle, frame_messages, frame_stamp, synthetic_frames
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
+from node_checks import shipped_params
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -223,16 +221,7 @@ def test_parameters_out_of_range_rejected(context, frames):
 
 
 def test_shipped_params_file_loads_and_every_key_is_commented(context, frames):
-    params_file = Path(__file__).resolve().parents[2] / "config" / "ego.yaml"
-    values = yaml.safe_load(params_file.read_text())["/**/ego_reconstruction"]["ros__parameters"]
-    assert set(values) == set(PARAMETERS)
-    lines = params_file.read_text().splitlines()
-    for index, line in enumerate(lines):
-        if line.strip() and not line.strip().startswith("#") and line.startswith("    ") and ":" in line:
-            key = line.split(":")[0].strip()
-            if key in PARAMETERS:
-                above = next(lines[i] for i in range(index - 1, -1, -1) if not lines[i].strip().startswith("qos_"))
-                assert above.strip().startswith("#"), f"{key} has no comment"
+    params_file, values = shipped_params("ego", "ego_reconstruction", PARAMETERS)
     node = EgoReconstructionNode(context=context, detector=StampOracle(frames),
                                  cli_args=["--ros-args", "--params-file", str(params_file)])  # fmt: skip
     try:

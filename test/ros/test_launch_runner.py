@@ -4,8 +4,6 @@ real hand image sent over DDS on localhost, and stops cleanly on Ctrl-C."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 import rclpy
 from conftest import SHARED_DATA
+from node_checks import launch_runner
 from PIL import Image as PILImage
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -32,14 +31,10 @@ NAMESPACE, CAMERA, WORLD = "/launch_test", "/launch_test_cam", "launch_test_worl
 def runner(subprocess_env, tmp_path):
     """`hand-scene launch ego` with depth off, its own namespaces and world frame; killed if a test leaves it."""
     log_path = tmp_path / "runner.log"
-    command = [sys.executable, "-m", "hand_scene_perception.cli", "launch", "ego", f"namespace:={NAMESPACE}",
-               f"camera_namespace:={CAMERA}", "use_depth:=false", f"world_frame:={WORLD}", "rviz:=true"]  # fmt: skip
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=subprocess_env, stdout=log, stderr=subprocess.STDOUT)
-    yield process, log_path
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
+    arguments = ["ego", f"namespace:={NAMESPACE}", f"camera_namespace:={CAMERA}", "use_depth:=false",
+                 f"world_frame:={WORLD}", "rviz:=true"]  # fmt: skip
+    with launch_runner(arguments, subprocess_env, log_path) as process:
+        yield process, log_path
 
 
 def test_runner_starts_the_node_which_publishes_and_stops_on_ctrl_c(runner):

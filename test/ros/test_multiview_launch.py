@@ -5,7 +5,6 @@ multiview` in its own process with the real embedded detector over DDS on localh
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 import types
@@ -16,6 +15,7 @@ import pytest
 import rclpy
 import yaml
 from conftest import SHARED_DATA
+from node_checks import launch_runner
 from PIL import Image as PILImage
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -198,14 +198,10 @@ def test_record_topics_cover_the_node_outputs():
 def runner(subprocess_env, tmp_path):
     """`hand-scene launch multiview` with two cameras in their own namespaces; killed if a test leaves it."""
     log_path = tmp_path / "runner.log"
-    command = [sys.executable, "-m", "hand_scene_perception.cli", "launch", "multiview", "namespace:=/mv_test",
-               "cameras:=front,side", "image_topic:=/mv_test_cams/{camera}/image_raw", "rviz:=true"]  # fmt: skip
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=subprocess_env, stdout=log, stderr=subprocess.STDOUT)
-    yield process, log_path
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
+    arguments = ["multiview", "namespace:=/mv_test", "cameras:=front,side",
+                 "image_topic:=/mv_test_cams/{camera}/image_raw", "rviz:=true"]  # fmt: skip
+    with launch_runner(arguments, subprocess_env, log_path) as process:
+        yield process, log_path
 
 
 def test_runner_starts_the_node_which_fuses_and_stops_on_ctrl_c(runner):

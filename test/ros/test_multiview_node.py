@@ -17,6 +17,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from ego_fixtures import NodeHarness
 from multiview_fixtures import make_rig
+from node_checks import shipped_params
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -367,15 +368,7 @@ def test_camera_frames_and_reference_frame_parameters(context, rig, truth_file):
 
 
 def test_shipped_params_file_loads_and_every_key_is_commented(context, rig):
-    params_file = Path(__file__).resolve().parents[2] / "config" / "multiview.yaml"
-    values = yaml.safe_load(params_file.read_text())["/**/multiview_fusion"]["ros__parameters"]
-    assert set(values) == set(PARAMETERS)
-    lines = params_file.read_text().splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith("    ") and not line.strip().startswith("#") and ":" in line:
-            key = line.split(":")[0].strip()
-            above = next(lines[i] for i in range(index - 1, -1, -1) if not lines[i].strip().startswith("qos_"))
-            assert above.strip().startswith("#"), f"{key} has no comment"
+    params_file, values = shipped_params("multiview", "multiview_fusion", PARAMETERS)
     node = MultiviewFusionNode(context=context, detectors=rig.detectors()[:2],
                                cli_args=["--ros-args", "--params-file", str(params_file)])  # fmt: skip
     try:

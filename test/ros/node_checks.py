@@ -1,0 +1,42 @@
+"""Checks both nodes' tests share: the shipped parameter file's comments and a launch runner in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def shipped_params(system: str, node_name: str, parameters: Mapping[str, object]) -> tuple[Path, dict]:
+    """config/<system>.yaml's values for the node, after checking that they are exactly the node's parameters and
+    that every key has a comment above it (a ``qos_*`` group may share one)."""
+    params_file = REPO / "config" / f"{system}.yaml"
+    values = yaml.safe_load(params_file.read_text())[f"/**/{node_name}"]["ros__parameters"]
+    assert set(values) == set(parameters)
+    lines = params_file.read_text().splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("    ") and not line.strip().startswith("#") and ":" in line:
+            key = line.split(":")[0].strip()
+            above = next(lines[i] for i in range(index - 1, -1, -1) if not lines[i].strip().startswith("qos_"))
+            assert above.strip().startswith("#"), f"{key} has no comment"
+    return params_file, values
+
+
+@contextlib.contextmanager
+def launch_runner(arguments: list[str], env: Mapping[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """`hand-scene launch ARGUMENTS` as a subprocess logging to ``log_path``; killed if the test leaves it."""
+    command = [sys.executable, "-m", "hand_scene_perception.cli", "launch", *arguments]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
