@@ -42,6 +42,7 @@ from .alignment import umeyama
 from .camera import PinholeCamera
 from .files import atomic_write
 from .multiview_geometry import (
+    BundleResult,
     bundle_adjust,
     median_finite,
     reprojection_errors,
@@ -55,6 +56,10 @@ from .transforms import inverse_matrices
 CALIBRATION_FORMAT = "hand_scene_perception/rig_calibration/v1"
 
 _MAX_LINK_SAMPLES = 200
+# Calibrated cameras an adjustment needs before it estimates focal lengths.
+MIN_CAMERAS_FOR_FOCAL = 3
+# Horizontal fields of view a real camera has; an estimate outside means the data could not determine it.
+PLAUSIBLE_HFOV_DEG = (20.0, 150.0)
 
 
 class RigState(IntEnum):
@@ -185,18 +190,20 @@ class AdjustmentJob:
 
     def run(self) -> AdjustmentOutcome | None:
         """Two passes of bundle adjustment (the second without the observations the first could not explain:
-        a wrong hand, bad landmarks), then the metric scale from the hands' size."""
+        a wrong hand, bad landmarks), then the metric scale from the hands' size. A focal length that leaves the
+        plausible range (the data cannot pin it: e.g. two cameras that both lack CameraInfo) is held at its
+        starting value and the adjustment redone."""
         points = triangulate_points(self.intrinsics, self.T_cam_ref, self.pixels)
         if np.count_nonzero(np.isfinite(points).all(axis=1)) < 21:
             return None
-        first = bundle_adjust(
-            self.intrinsics, self.T_cam_ref, points, self.pixels, self.image_sizes,
-            optimize_focal=self.optimize_focal, huber_px=self.huber_px,
-        )
-        result = bundle_adjust(
-            first.intrinsics, first.T_cam_ref, first.points, self.pixels, self.image_sizes,
-            optimize_focal=self.optimize_focal, huber_px=self.huber_px, outlier_px=self.outlier_px,
-        )
+        optimize = self.optimize_focal.copy()
+        while True:
+            result = self._two_passes(points, optimize)
+            fov = np.degrees(2 * np.arctan(0.5 * self.image_sizes[:, 0] / result.intrinsics[:, 0]))
+            implausible = optimize & ~((fov >= PLAUSIBLE_HFOV_DEG[0]) & (fov <= PLAUSIBLE_HFOV_DEG[1]))
+            if not implausible.any():
+                break
+            optimize &= ~implausible
         rig, _ = scale_rig(result.T_cam_ref, result.points, self._metric_scale(result.points))
         return AdjustmentOutcome(
             generation=self.generation,
@@ -205,6 +212,16 @@ class AdjustmentJob:
             focal=result.intrinsics[:, 0],
             rms_px=result.rms_px,
             observations=result.observations // 21,  # hand observations (frames)
+        )
+
+    def _two_passes(self, points: np.ndarray, optimize_focal: np.ndarray) -> BundleResult:
+        first = bundle_adjust(
+            self.intrinsics, self.T_cam_ref, points, self.pixels, self.image_sizes,
+            optimize_focal=optimize_focal, huber_px=self.huber_px,
+        )
+        return bundle_adjust(
+            first.intrinsics, first.T_cam_ref, first.points, self.pixels, self.image_sizes,
+            optimize_focal=optimize_focal, huber_px=self.huber_px, outlier_px=self.outlier_px,
         )
 
     def _metric_scale(self, points: np.ndarray) -> float:
@@ -360,7 +377,10 @@ class RigCalibrator:
             T_cam_ref=T_cam_ref[views],
             pixels=np.concatenate([k.pixels[views] for k in self._keyframes], axis=1),
             image_sizes=np.array([[self.cameras[v].camera.width, self.cameras[v].camera.height] for v in views]),
-            optimize_focal=np.array([not self.cameras[v].focal_known for v in views]),
+            # two cameras cannot pin their unknown focal lengths from a hand-sized volume (measured: 40-60 % off,
+            # poses flipped): with fewer than MIN_CAMERAS_FOR_FOCAL the guesses are held
+            optimize_focal=np.array([not self.cameras[v].focal_known and len(views) >= MIN_CAMERAS_FOR_FOCAL
+                                     for v in views]),
             palm_sizes_m=np.array([k.palm_size_m for k in self._keyframes]),
             huber_px=self.config.huber_px,
             outlier_px=self.config.outlier_px,

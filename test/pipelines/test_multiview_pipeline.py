@@ -292,3 +292,12 @@ def test_calibration_settings_are_checked():
         MultiviewPipeline(["a", "a"], detectors=[ScriptedDetector(), ScriptedDetector()])
     with pytest.raises(ValueError, match="one detector per camera"):
         MultiviewPipeline(["a", "b"], detectors=[ScriptedDetector()])
+
+
+def test_two_cameras_hold_unknown_focal_lengths_and_calibrate_well_with_camera_info():
+    guessed = evaluate_multiview_sequence(1, 100, 2, 1, oracle=True, noise_px=2.0)
+    # two cameras cannot pin two unknown focal lengths: they stay at the guess, the poses stay sane
+    assert guessed["calibrated_cameras"] == 2 and guessed["rot_err_deg"] < 6.0
+    with_info = evaluate_multiview_sequence(1, 100, 2, 1, oracle=True, noise_px=2.0, camera_info=True)
+    assert with_info["rot_err_deg"] < 1.0 and with_info["trans_dir_err_deg"] < 2.0
+    assert with_info["focal_err_pct"] == 0.0 and with_info["pa_mpjpe_mm"] < 5.0
