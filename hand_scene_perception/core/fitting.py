@@ -21,7 +21,10 @@ Method:
    independent problems, batched; box-clamped to the limits; priors on twist and, with a warm start, on the
    change since the previous frame). Both use 3D residuals and, when landmarks and a camera are given,
    Huber-weighted 2D reprojection residuals: MediaPipe's world landmarks are noisy in depth while its 2D
-   landmarks are sharp. ``sigma_3d_m`` / ``sigma_2d_px`` set their balance.
+   landmarks are sharp. ``sigma_3d_m`` / ``sigma_2d_px`` set their balance, and ``sigma_ray_m`` (per joint:
+   ``fit(ray_sigma_m=...)``) weights each 3D target's component along its viewing ray apart from the rest: a
+   detector's hand-centred depths are its weakest output (``inf`` drops them: the landmarks, bone lengths and
+   limits then place the joint), a point lifted from a depth image its best.
 6. One model forward pass gives the mesh and the joints that are reported and measured. ``with_mesh=False``
    skips it (the pipeline re-poses the model after temporal filtering): the skeleton's own forward kinematics
    then give the joints, within ~0.05 mm mean (0.6 mm worst, fingertips) of the open model's.
@@ -117,10 +120,14 @@ class _Skeleton:
 
 @dataclass(frozen=True)
 class _Observations:
-    """Targets of one frame, as residual terms: 3D joints (scaled by 1/σ) and optional 2D landmarks (Huber)."""
+    """Targets of one frame, as residual terms: 3D joints (scaled by 1/σ, along the viewing ray by 1/σ_ray) and
+    optional 2D landmarks (Huber)."""
 
     targets: np.ndarray  # (21, 3), zeros where missing
-    w3: np.ndarray  # (21,) sqrt(weight) / sigma_3d, 0 where missing
+    w3: np.ndarray  # (21,) sqrt(weight) / sigma_3d across the viewing ray, 0 where missing
+    # (21, 3, 3) W = w3 I + (w_ray - w3) r rᵀ, r the unit viewing ray (w_ray: sqrt(weight) / sigma along it);
+    # None where every joint's weights are isotropic (then W = w3 I, the cheaper residual)
+    weight3: np.ndarray | None
     xy: np.ndarray  # (21, 2) undistorted normalised landmarks, zeros where missing
     w2: np.ndarray  # (21,) sqrt(weight) / sigma_2d, 0 where missing or without landmarks
     focal: np.ndarray  # (2,) pixels per normalised unit
@@ -129,7 +136,8 @@ class _Observations:
     def at(self, joints: np.ndarray) -> _Observations:
         """The observations of ``joints`` (int array of any shape), gathered once for a refinement's many calls."""
         return _Observations(
-            self.targets[joints], self.w3[joints], self.xy[joints], self.w2[joints], self.focal, self.huber_px
+            self.targets[joints], self.w3[joints], None if self.weight3 is None else self.weight3[joints],
+            self.xy[joints], self.w2[joints], self.focal, self.huber_px,
         )
 
     def terms(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -145,10 +153,14 @@ class _Observations:
         irls = np.minimum(self.huber_px / np.maximum(norm, _EPS), 1.0)
         s2 = self.w2 * np.sqrt(irls)
         residual = np.empty((*points.shape[:-1], 5))
-        residual[..., :3] = self.w3[..., None] * (points - self.targets)
         residual[..., 3:] = s2[..., None] * err_px
         jac = np.zeros((*points.shape[:-1], 5, 3))
-        jac[..., 0, 0] = jac[..., 1, 1] = jac[..., 2, 2] = self.w3
+        if self.weight3 is None:
+            residual[..., :3] = self.w3[..., None] * (points - self.targets)
+            jac[..., 0, 0] = jac[..., 1, 1] = jac[..., 2, 2] = self.w3
+        else:
+            residual[..., :3] = (self.weight3 @ (points - self.targets)[..., None])[..., 0]
+            jac[..., :3, :] = self.weight3
         scale = (s2 / z)[..., None] * self.focal
         jac[..., 3, 0], jac[..., 4, 1] = scale[..., 0], scale[..., 1]
         jac[..., 3:, 2] = -scale * proj
@@ -299,6 +311,7 @@ class HandFitter:
     """Fits a :class:`~.hand_model.HandModel` to metric 3D joints and 2D landmarks (module notes: the method).
 
     sigma_3d_m / sigma_2d_px: expected noise of the 3D targets and the landmarks (their relative weight).
+    sigma_ray_m: expected noise of the 3D targets along their viewing rays (None: sigma_3d_m, isotropic).
     huber_px: landmark residual beyond which a landmark's weight falls off.
     twist_sigma: prior on twist (toward the previous frame's, else 0), in units of each joint's half twist range:
     bone directions do not show twist, only the bending of the bones below does.
@@ -314,6 +327,7 @@ class HandFitter:
         model: HandModel,
         *,
         sigma_3d_m: float = 0.005,
+        sigma_ray_m: float | None = None,
         sigma_2d_px: float = 2.0,
         huber_px: float = 6.0,
         twist_sigma: float = 1.0,
@@ -336,6 +350,9 @@ class HandFitter:
             raise ValueError("need 0 < shape_rate <= 1, shape_prior >= 0 and iterations >= 0")
         self.model = model
         self.sigma_3d_m, self.sigma_2d_px, self.huber_px = float(sigma_3d_m), float(sigma_2d_px), float(huber_px)
+        self.sigma_ray_m = self.sigma_3d_m if sigma_ray_m is None else float(sigma_ray_m)
+        if not self.sigma_ray_m > 0:
+            raise ValueError(f"sigma_ray_m must be positive, got {sigma_ray_m}")
         self.twist_sigma, self.temporal_sigma_rad = float(twist_sigma), float(temporal_sigma_rad)
         self.shape_prior, self.shape_rate, self.fit_shape = float(shape_prior), float(shape_rate), bool(fit_shape)
         self.iterations = int(iterations)
@@ -379,6 +396,7 @@ class HandFitter:
         previous: FitResult | None = None,
         landmark_weights: np.ndarray | None = None,
         with_mesh: bool = True,
+        ray_sigma_m: np.ndarray | None = None,
     ) -> FitResult:
         """Fit one hand (module notes: the method).
 
@@ -390,10 +408,12 @@ class HandFitter:
         with_mesh: pose the model for the mesh and report its joints. False skips that forward pass (a caller that
         re-poses the model itself, e.g. after temporal filtering, saves its cost) and reports the fitted skeleton's
         joints; ``vertices_cam`` is then None.
+        ray_sigma_m: (21,) noise of each 3D target along its viewing ray, metres (``inf``: the target says nothing
+        about depth); None: ``sigma_ray_m`` for all.
         """
         side = HandSide.parse(side)
         skeleton = self._skeletons[side]
-        obs = self._observations(target_joints_cam, landmarks_px, camera, landmark_weights)
+        obs = self._observations(target_joints_cam, landmarks_px, camera, landmark_weights, ray_sigma_m)
         if previous is not None and previous.side is not side:
             previous = None
         axes = skeleton.axes[_CHAIN_ROWS]
@@ -442,6 +462,7 @@ class HandFitter:
         landmarks_px: np.ndarray | None,
         camera: PinholeCamera | None,
         landmark_weights: np.ndarray | None,
+        ray_sigma_m: np.ndarray | None = None,
     ) -> _Observations:
         """Validate the inputs and turn them into residual weights (zero for missing joints)."""
         targets = np.array(target_joints_cam, dtype=np.float64)
@@ -465,9 +486,20 @@ class HandFitter:
             xy[~valid2] = 0.0
             w2 = np.where(valid2, np.sqrt(weights) / self.sigma_2d_px, 0.0)
             focal = np.array([camera.fx, camera.fy])
+        sigma_ray = np.full(NUM_JOINTS, self.sigma_ray_m) if ray_sigma_m is None else np.array(ray_sigma_m, float)
+        if sigma_ray.shape != (NUM_JOINTS,) or np.any(np.isnan(sigma_ray)) or np.any(sigma_ray <= 0):
+            raise ValueError(f"ray_sigma_m must be {NUM_JOINTS} positive values (inf: no depth information)")
+        w3 = np.where(valid3, np.sqrt(weights) / self.sigma_3d_m, 0.0)
+        weight3 = None
+        if np.any(sigma_ray != self.sigma_3d_m):
+            norms = np.linalg.norm(targets, axis=1, keepdims=True)
+            ray = np.where(norms > _EPS, targets / np.maximum(norms, _EPS), [0.0, 0.0, 1.0])
+            extra = np.where(valid3, np.sqrt(weights) / sigma_ray, 0.0) - w3
+            weight3 = w3[:, None, None] * _EYE + extra[:, None, None] * ray[:, :, None] * ray[:, None, :]
         return _Observations(
             targets=targets,
-            w3=np.where(valid3, np.sqrt(weights) / self.sigma_3d_m, 0.0),
+            w3=w3,
+            weight3=weight3,
             xy=xy,
             w2=w2,
             focal=focal,

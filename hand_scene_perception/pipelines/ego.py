@@ -43,14 +43,14 @@ from ..core.contacts import Contact, find_map_contacts, hand_regions
 from ..core.depth import aligned_depth_metres
 from ..core.detections import HandDetection
 from ..core.filters import OneEuroParams
-from ..core.fitting import FitResult, HandFitter
-from ..core.hand_model import HandModel, HandSide, create_hand_model
+from ..core.fitting import PALM_JOINTS, FitResult, HandFitter
+from ..core.hand_model import NUM_JOINTS, HandModel, HandSide, create_hand_model
 from ..core.hand_model.wrist_frame import wrist_frame_from_joints
-from ..core.hand_state import HandState
+from ..core.hand_state import HandState, transformed_state
 from ..core.images import as_rgb8
 from ..core.mapping import FrameCloud, VoxelMap
 from ..core.odometry import MonocularOdometry, OdometryResult, RgbdOdometry
-from ..core.placement import place_hand
+from ..core.placement import lift_joints_to_depth, place_hand
 from ..core.tracking import HandObservation, HandTracker, TrackerConfig
 
 NS_PER_S = 1e9
@@ -61,6 +61,25 @@ FOREARM_LENGTHS_WITH_DEPTH = 1.0
 # The embedded MediaPipe's metric hand size: per-frame palm size ±30 %, uncorrelated with the true size
 # (synthetic sequences, r = -0.1), so placement leans on the average hand (core/placement.py, hand size).
 EMBEDDED_SIZE_SIGMA = 0.3
+# Such a detector's hand-centred joints are not trusted for proportions or finger depths either: its bone lengths
+# set a shape with fingers ~20 % short, and its depths of bent fingers are centimetres off along the viewing
+# ray (synthetic RGB-D grasps). The fitter then keeps the average hand's shape, and takes each digit joint's
+# depth from the bone lengths, the 2D landmarks and the joint limits, or from the depth image where it is
+# lifted (core/placement.py lift_joints_to_depth), whose along-ray noise is LIFTED_SIGMA_M. RGB-D benchmark
+# C-MPJPE 23.8 -> 17.5 mm (average shape, free finger depths, knuckles and PIPs lifted) -> 14.2 (wrist lifted too).
+LIFTED_SIGMA_M = 0.003
+# Without depth such a hand's distance is the average hand's size against its landmarks' 2D extent (the fitter's
+# root pose on the landmarks alone: a PnP), and those landmarks sit elsewhere than the model's joints: the wrist
+# up the forearm and the thumb CMC off too (21 and 17 px mean error on synthetic renders, the knuckles 5-7 px), so
+# they count MONO_WRIST_WEIGHT and MONO_CMC_WEIGHT; the knuckles spread wider than the model's MCP joints project
+# (knuckle spacing x1.05-1.09 on synthetic renders), which puts the hand too close, so the fit sees the landmarks
+# pulled toward the knuckles' centre by EMBEDDED_LANDMARK_SPREAD. Mono benchmark C-MPJPE 64.5 -> 56.0 mm (average
+# shape, free finger depths) -> 48.4 (PnP on the average hand) -> 39.5 (spread, wrist 0.1) -> 31.7 (wrist 0.5,
+# CMC 0.2). With depth neither weights nor spread help (the sensor gives the distance): +0.6 mm C-MPJPE.
+MONO_WRIST_WEIGHT = 0.5
+MONO_CMC_WEIGHT = 0.2
+EMBEDDED_LANDMARK_SPREAD = 1.06
+_ROOT_JOINTS = (*PALM_JOINTS, 1)  # move rigidly with the palm: their depths set the hand's placement
 
 
 class HandDetector(Protocol):
@@ -87,6 +106,13 @@ class EgoConfig:
     # Relative uncertainty of the detector's metric hand size (core/placement.py, hand size); None: the
     # detector's own ``metric_size_sigma`` attribute, else EMBEDDED_SIZE_SIGMA; 0 trusts the detector's size.
     detector_size_sigma: float | None = None
+    # Expected change of a finger joint's angles between frames (core/fitting.py temporal_sigma_rad): on the RGB-D
+    # benchmark 0.3 -> 0.07 rad took Acc Err 3.9 -> 2.6 mm/frame² and C-MPJPE 14.2 -> 13.2 mm (a grasp moves a
+    # finger joint ~0.03 rad per frame at 30 Hz, so this holds no real motion back).
+    fit_temporal_sigma_rad: float = 0.07
+    # With depth: move the wrist, knuckles and PIPs onto the depth image before fitting (core/placement.py), unless the
+    # detector's metric output is exact (detector_size_sigma 0: its own joints are better than the depth's).
+    lift_joints_to_depth: bool = True
     initial_pose: np.ndarray | None = None
     tracker: TrackerConfig = field(
         default_factory=lambda: TrackerConfig(
@@ -106,7 +132,7 @@ class EgoConfig:
         """Reject values that would make the pipeline misbehave silently."""
         if self.max_hands < 1:
             raise ValueError(f"max_hands must be >= 1, got {self.max_hands}")
-        for name in ("voxel_size_m", "contact_threshold_m", "max_fit_match_m"):
+        for name in ("voxel_size_m", "contact_threshold_m", "max_fit_match_m", "fit_temporal_sigma_rad"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.detector_size_sigma is not None and not self.detector_size_sigma >= 0:
@@ -203,6 +229,14 @@ def hand_pixel_mask(
     return mask.astype(bool)
 
 
+def _toward_knuckles(landmarks_px: np.ndarray) -> np.ndarray:
+    """Landmarks pulled toward the four knuckles' centre by EMBEDDED_LANDMARK_SPREAD (see there: why)."""
+    knuckles = landmarks_px[[5, 9, 13, 17]]
+    finite = np.all(np.isfinite(knuckles), axis=1)
+    centre = knuckles[finite].mean(axis=0) if finite.any() else np.nanmean(landmarks_px, axis=0)
+    return centre + (landmarks_px - centre) / EMBEDDED_LANDMARK_SPREAD
+
+
 def _orthonormal(matrix: np.ndarray) -> np.ndarray:
     """Nearest rotation to a (filtered, slightly non-orthogonal) 3x3 matrix."""
     u, _, vt = np.linalg.svd(matrix)
@@ -233,7 +267,16 @@ class EgoPipeline:
         self._size_sigma = self.config.detector_size_sigma
         if self._size_sigma is None:
             self._size_sigma = float(getattr(detector, "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
-        self.fitter = HandFitter(self.model)
+        # A detector of exact metric size (oracle, a learned metric backend) is trusted for shape and finger depths.
+        trusted = self._size_sigma == 0
+        self._trusted = trusted
+        self._lift = self.config.lift_joints_to_depth and not trusted
+        self.fitter = HandFitter(self.model, fit_shape=trusted, temporal_sigma_rad=self.config.fit_temporal_sigma_rad)
+        self._ray_sigma = np.full(NUM_JOINTS, self.fitter.sigma_ray_m if trusted else np.inf)
+        self._ray_sigma[list(_ROOT_JOINTS)] = self.fitter.sigma_ray_m
+        self._mono_weights = np.ones(NUM_JOINTS)
+        self._mono_weights[0] = MONO_WRIST_WEIGHT
+        self._mono_weights[1] = MONO_CMC_WEIGHT
         self.map = VoxelMap(self.config.voxel_size_m, self.config.max_voxels)
         self._regions = {side: hand_regions(self.model, side) for side in HandSide}
         self._clock = clock
@@ -447,8 +490,18 @@ class EgoPipeline:
                 placement = place_hand(camera, detection.landmarks_px, detection.world_landmarks_m, detection.side,
                                        depth_m=depth, size_sigma=self._size_sigma)
                 previous = self._previous_fit(detection.side, placement.joints_cam_m[0])
-                fit = self.fitter.fit(placement.joints_cam_m, detection.side, detection.landmarks_px, camera, previous,
-                                      with_mesh=False)  # _posed_state re-poses the mesh after filtering
+                targets, ray_sigma = placement.joints_cam_m, self._ray_sigma
+                landmarks, weights = detection.landmarks_px, None
+                if depth is None and not self._trusted:  # the average hand against the landmarks (a PnP)
+                    landmarks, weights = _toward_knuckles(landmarks), self._mono_weights
+                    ray_sigma = np.full(NUM_JOINTS, np.inf)
+                if depth is not None and self._lift:
+                    targets, lifted = lift_joints_to_depth(camera, detection.landmarks_px, targets, depth,
+                                                           detection.side)
+                    ray_sigma = np.where(lifted, LIFTED_SIGMA_M, ray_sigma)
+                fit = self.fitter.fit(targets, detection.side, landmarks, camera, previous, weights,
+                                      with_mesh=False,  # _posed_state re-poses the mesh after filtering
+                                      ray_sigma_m=ray_sigma)
             except ValueError:
                 continue
             fits.append((detection, fit))
@@ -494,7 +547,7 @@ class EgoPipeline:
                     track_id=track.track_id,
                     side=track.side,
                     side_confidence=track.side_confidence,
-                    camera=_transformed_state(world, camera_from_world),
+                    camera=transformed_state(world, camera_from_world),
                     world=world,
                     reprojection_error_px=fit.reprojection_error_px,
                 )
@@ -535,28 +588,3 @@ class EgoPipeline:
             contacts += find_map_contacts(hand.world.vertices, hand.side, hand.track_id, self.map,
                                           regions=self._regions[hand.side], threshold_m=self.config.contact_threshold_m)
         return contacts
-
-
-def _transformed_state(state: HandState, transform: np.ndarray) -> HandState:
-    """The same hand expressed in another frame (transform maps the state's frame into the new one)."""
-    rotation, offset = transform[:3, :3], transform[:3, 3]
-    root = state.joints[0]
-    new_root = rotation @ root + offset
-    global_rotation = rotation @ Rotation.from_rotvec(state.model_pose[0]).as_matrix()
-    model_pose = state.model_pose.copy()
-    model_pose[0] = Rotation.from_matrix(global_rotation).as_rotvec()
-    return HandState(
-        track_id=state.track_id,
-        side=state.side,
-        confidence=state.confidence,
-        joints=state.joints @ rotation.T + offset,
-        wrist_pose=transform @ state.wrist_pose,
-        model_name=state.model_name,
-        model_pose=model_pose,
-        model_shape=state.model_shape,
-        # The root stays the rotation centre: its rest position is root - translation.
-        model_translation=new_root - (root - state.model_translation),
-        vertices=None if state.vertices is None else state.vertices @ rotation.T + offset,
-        landmarks_px=state.landmarks_px,
-        image_frame_id=state.image_frame_id,
-    )

@@ -3,7 +3,9 @@
 Hands are matched to ground truth per frame by wrist distance in the camera frame (not by the
 reported side, so a side error does not hide a good reconstruction). The metrics follow DESIGN.md §7:
 C-MPJPE in the camera frame; W-/WA-MPJPE and PA-MPJPE in the world frame over chunks of
-``chunk`` matched frames per ground-truth hand; Acc Err over runs of consecutive matched frames;
+``chunk`` matched frames per ground-truth hand; Acc Err over runs of consecutive matched frames, with the
+ground truth expressed in the pipeline's world frame, its first camera (Acc Err is not alignment-free: in a
+rotated frame part of the true acceleration would count as error);
 camera ATE (both trajectories expressed from their first camera, which is the pipeline's world frame, so
 no alignment is fitted: stricter than an SE(3)-aligned ATE); map chamfer against the scene surface
 the camera actually saw (ground-truth depth, hands removed, fused with ground-truth poses into the
@@ -109,6 +111,7 @@ def evaluate_sequence(
 ) -> dict:
     """Run the pipeline over one generated sequence and return its metrics and per-hand samples."""
     frames = list(generate_sequence(seed, num_frames, num_hands=num_hands))
+    first_camera_from_world = np.linalg.inv(frames[0].T_world_camera)  # the pipeline's world is its first camera
     detector = OracleDetector(noise_px, seed) if oracle else None
     tracks: dict[int, _HandTrack] = {}
     poses_est, poses_gt, visible, found = [], [], 0, 0
@@ -129,7 +132,8 @@ def evaluate_sequence(
                 track.est_cam.append(result.hands[ei].camera.joints)
                 track.gt_cam.append(frame.hands[gi].joints_cam)
                 track.est_world.append(result.hands[ei].world.joints)
-                track.gt_world.append(frame.hands[gi].joints_world)
+                track.gt_world.append(frame.hands[gi].joints_world @ first_camera_from_world[:3, :3].T
+                                      + first_camera_from_world[:3, 3])
         map_points = pipeline.map.points() if use_depth else np.zeros((0, 3))
         voxel = pipeline.config.voxel_size_m
     out = {"frames": len(frames), "visible_hands": visible, "matched_hands": found, "tracks": tracks,
