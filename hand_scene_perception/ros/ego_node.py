@@ -36,7 +36,7 @@ from hand_scene_msgs.srv import GetHandTrajectory, Reset, SaveToPath
 from ..core.hand_model.side import HandSide
 from ..pipelines.ego import EgoConfig, HandDetector
 from .conversions import MSG_TO_SIDE, NS_PER_S, InputError, time_ns
-from .diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, diagnostic_status
+from .diagnostics import ERROR, WARN, RateMeter, diagnostic_array, diagnostic_status
 from .ego_processor import DepthInputError, EgoMessageProcessor, EgoMessages
 from .node_base import LATCHED_QOS, QOS_CHOICES, PipelineNode, qos_profile, spin_node
 from .node_base import float_param as _float
@@ -293,12 +293,8 @@ class EgoReconstructionNode(PipelineNode):
         if publisher is None:
             return
         now_ns = self.get_clock().now().nanoseconds
-        level, message = OK, "running"
-        problem = self._held_problem()
-        if problem is not None:
-            level, message = problem
-        elif self._inputs and self._received["image"] == 0:
-            level, message = WARN, "no image received yet"
+        idle = self._inputs and self._received["image"] == 0
+        level, message = self._overall_status("no image received yet" if idle else None)
         timings = self.processing_times_ms()
         values = {
             "input_rate_hz": self._input_rate.rate_hz(now_ns),

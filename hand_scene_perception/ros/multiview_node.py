@@ -342,12 +342,7 @@ class MultiviewFusionNode(PipelineNode):
         if publisher is None or processor is None:
             return
         now_ns = self.get_clock().now().nanoseconds
-        level, message = OK, "running"
-        problem = self._held_problem()
-        if problem is not None:
-            level, message = problem
-        elif self._inputs and self._fused == 0:
-            level, message = WARN, "no fused set yet"
+        level, message = self._overall_status("no fused set yet" if self._inputs and self._fused == 0 else None)
         timings = self.processing_times_ms()
         sync = self._sync
         values = {

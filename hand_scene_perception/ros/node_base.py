@@ -22,7 +22,7 @@ from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from .diagnostics import ERROR
+from .diagnostics import ERROR, OK, WARN
 
 QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "RELIABLE", "BEST_EFFORT")
 LOG_THROTTLE_S = 5.0
@@ -229,6 +229,14 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         if self._problem is not None and time.monotonic() - self._problem[2] < PROBLEM_HOLD_S:
             return self._problem[0], self._problem[1]
         return None
+
+    def _overall_status(self, waiting: str | None) -> tuple[int | bytes, str]:
+        """The node's diagnostics level and message: a recent problem first, else WARN ``waiting`` (nothing has
+        arrived or been produced yet; None when something has), else OK."""
+        problem = self._held_problem()
+        if problem is not None:
+            return problem
+        return (WARN, waiting) if waiting is not None else (OK, "running")
 
     @abstractmethod
     def _publish_diagnostics(self) -> None:
