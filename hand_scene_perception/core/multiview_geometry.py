@@ -93,20 +93,14 @@ def _gauss_newton_step(
     ok = seen & (z > _MIN_DEPTH_M) & np.isfinite(z)
     z = np.where(ok, z, 1.0)
     fx, fy = intrinsics[:, None, 0], intrinsics[:, None, 1]
-    residual = np.stack(
-        [fx * cam[..., 0] / z + intrinsics[:, None, 2] - pixels[..., 0],
-         fy * cam[..., 1] / z + intrinsics[:, None, 3] - pixels[..., 1]],
-        axis=-1,
-    )
+    residual = project_points(intrinsics, T_cam_ref, points) - pixels
     # d(u, v)/d(camera point), then through the rotation to the reference-frame point: (V, N, 2, 3)
     d_proj = np.zeros(cam.shape[:2] + (2, 3))
     d_proj[..., 0, 0] = fx / z
     d_proj[..., 0, 2] = -fx * cam[..., 0] / z**2
     d_proj[..., 1, 1] = fy / z
     d_proj[..., 1, 2] = -fy * cam[..., 1] / z**2
-    jac = d_proj @ rot[:, None]
-    weight = ok[..., None, None]
-    jac = np.where(weight, np.nan_to_num(jac), 0.0)
+    jac = np.where(ok[..., None, None], np.nan_to_num(d_proj @ rot[:, None]), 0.0)
     residual = np.where(ok[..., None], np.nan_to_num(residual), 0.0)
     normal = np.einsum("vnki,vnkj->nij", jac, jac) + 1e-9 * np.eye(3)
     gradient = np.einsum("vnki,vnk->ni", jac, residual)

@@ -30,7 +30,7 @@ taken as the image centre for cameras without CameraInfo and there is no lens di
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
@@ -119,7 +119,6 @@ class RigCamera:
     converged: bool = False
     # False for a placeholder: a camera that has not sent an image yet (its size and intrinsics are guesses)
     seen: bool = True
-    _recent_errors: deque = field(default_factory=deque, repr=False)
 
     @property
     def calibrated(self) -> bool:
@@ -153,10 +152,12 @@ class _Keyframe:
 @dataclass(frozen=True)
 class HandViews:
     """One hand in one frame as the cameras saw it: per camera index, pinhole landmarks (21, 2) and the metric
-    placement of its joints in that camera (21, 3)."""
+    placement of its joints in that camera (21, 3). ``hand``: which hand it is (e.g. its side), so each hand's
+    motion is judged against its own last keyframe."""
 
     pixels: dict[int, np.ndarray]
     joints_cam: dict[int, np.ndarray]
+    hand: object = None
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,10 @@ class RigCalibrator:
         self.state = RigState.UNCALIBRATED
         self._links: dict[tuple[int, int], deque] = {}
         self._keyframes: deque[_Keyframe] = deque(maxlen=self.config.max_keyframes)
-        self._last_keyframe_pose: np.ndarray | None = None
+        # per hand: the camera its last keyframe was judged in, and the palm there (centre, wrist-to-knuckle vectors)
+        self._last_keyframe: dict[object, tuple[int, np.ndarray, np.ndarray]] = {}
+        # per camera: its recent leave-one-out errors (moved-camera check)
+        self._recent_errors = [deque(maxlen=self.config.moved_window) for _ in cameras]
         self._new_keyframes = 0
         self._stable_adjustments = 0
         self._relinked = False
@@ -291,18 +295,16 @@ class RigCalibrator:
     def _maybe_keyframe(self, hand: HandViews, views: list[int]) -> None:
         """Keep the observation when the hand moved or turned since the last keyframe (seen from the same camera)."""
         first = views[0]
-        joints = hand.joints_cam[first]
-        palm = joints[[0, 5, 9, 13, 17]]
-        pose = np.concatenate([palm.mean(axis=0), (palm[1:] - palm[0]).ravel()])
-        last = self._last_keyframe_pose
-        if last is not None and len(last) == len(pose) + 1 and last[-1] == first:
-            moved = np.linalg.norm(pose[:3] - last[:3])
-            before, after = last[3:-1].reshape(4, 3), pose[3:].reshape(4, 3)
-            _, rotation, _ = umeyama(before, after, with_scale=False, strict=False)
+        palm = hand.joints_cam[first][[0, 5, 9, 13, 17]]
+        centre, spokes = palm.mean(axis=0), palm[1:] - palm[0]
+        last = self._last_keyframe.get(hand.hand)
+        if last is not None and last[0] == first:
+            moved = np.linalg.norm(centre - last[1])
+            _, rotation, _ = umeyama(last[2], spokes, with_scale=False, strict=False)
             turned = np.degrees(Rotation.from_matrix(rotation).magnitude())
             if moved < self.config.keyframe_motion_m and turned < self.config.keyframe_rotation_deg:
                 return
-        self._last_keyframe_pose = np.append(pose, first)
+        self._last_keyframe[hand.hand] = (first, centre, spokes)
         pixels = np.full((len(self.cameras), 21, 2), np.nan)
         for view in views:
             pixels[view] = hand.pixels[view]
@@ -442,12 +444,10 @@ class RigCalibrator:
         camera = self.cameras[view]
         if not camera.calibrated or not np.isfinite(error_px):
             return False
-        window = camera._recent_errors
+        window = self._recent_errors[view]
         window.append(float(error_px))
-        while len(window) > self.config.moved_window:
-            window.popleft()
         limit = max(self.config.moved_error_px, 4.0 * np.nan_to_num(camera.reprojection_error_px))
-        if len(window) < self.config.moved_window or np.median(window) <= limit:
+        if len(window) < window.maxlen or np.median(window) <= limit:
             return False
         self.forget_camera(view)
         return True
@@ -456,7 +456,7 @@ class RigCalibrator:
         """Drop one camera's calibration and evidence (it moved): it is linked and adjusted again from new frames."""
         camera = self.cameras[view]
         was_calibrated = camera.calibrated and view != 0
-        camera._recent_errors.clear()
+        self._recent_errors[view].clear()
         camera.converged = False
         camera.reprojection_error_px = float("nan")
         camera.observations = 0
@@ -486,14 +486,15 @@ class RigCalibrator:
             camera.converged = False
             camera.reprojection_error_px = float("nan")
             camera.observations = 0
-            camera._recent_errors.clear()
             if not camera.focal_known:
                 cam = camera.camera
                 camera.camera = guessed_camera(cam.width, cam.height, self.config.default_hfov_deg)
         self.cameras[0].T_ref_cam = np.eye(4)
         self._links.clear()
         self._keyframes.clear()
-        self._last_keyframe_pose = None
+        self._last_keyframe.clear()
+        for window in self._recent_errors:
+            window.clear()
         self._new_keyframes = self._stable_adjustments = 0
         self._relinked = False
         self._generation += 1

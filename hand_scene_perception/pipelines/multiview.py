@@ -38,7 +38,7 @@ from ..core.fitting import FitResult, HandFitter
 from ..core.hand_model import HandModel, HandSide, create_hand_model
 from ..core.hand_state import HandState, transformed_state
 from ..core.images import as_rgb8
-from ..core.multiview_geometry import median_finite
+from ..core.multiview_geometry import median_finite, project_points
 from ..core.placement import place_hand
 from ..core.rig_calibration import (
     CalibrationConfig,
@@ -243,8 +243,8 @@ class MultiviewPipeline:
         placed = time.perf_counter()
         calibrator = self.calibrator
         hand_views = [
-            HandViews(pixels={o.view: o.pixels for o in group}, joints_cam={o.view: o.joints_cam for o in group})
-            for group in groups.values()
+            HandViews({o.view: o.pixels for o in group}, {o.view: o.joints_cam for o in group}, hand=side)
+            for side, group in groups.items()
         ]
         changed = calibrator.observe(hand_views, adjust=False)
         changed |= self._adjust_calibration()
@@ -397,7 +397,7 @@ class MultiviewPipeline:
             assigned: dict[HandSide, _Observed] = {}
             remaining = list(candidates)
             if calibrated[view] and sides and remaining:
-                projected = [self._project(intrinsics[view], T_cam_ref[view], recent[s]) for s in sides]
+                projected = [_project(intrinsics[view], T_cam_ref[view], recent[s]) for s in sides]
                 cost = np.array([[_landmark_distance(o.pixels, p) for p in projected] for o in remaining])
                 rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=1e9))
                 for r, c in zip(rows, cols, strict=True):
@@ -409,12 +409,6 @@ class MultiviewPipeline:
             for side, candidate in assigned.items():
                 groups.setdefault(side, []).append(candidate)
         return groups
-
-    @staticmethod
-    def _project(intrinsics: np.ndarray, T_cam_ref: np.ndarray, joints: np.ndarray) -> np.ndarray:
-        cam = joints @ T_cam_ref[:3, :3].T + T_cam_ref[:3, 3]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return intrinsics[:2] * cam[:, :2] / cam[:, 2:] + intrinsics[2:]
 
     def _fuse(self, side: HandSide, group: list[_Observed], stamp_ns: int, warnings: list[str]) -> FusedHand | None:
         """Triangulate and fit one hand in the reference frame (module notes, step 5)."""
@@ -445,11 +439,11 @@ class MultiviewPipeline:
         """Leave-one-out check of each view against the others' triangulation (needs two others)."""
         if len(pixels) < 3:
             return
+        intrinsics, T_cam_ref, _ = self.calibrator.rig_arrays()
         for view in list(pixels):
             others = {v: p for v, p in pixels.items() if v != view}
             joints, _ = self.calibrator.triangulate(others)
-            intrinsics, T_cam_ref, _ = self.calibrator.rig_arrays()
-            projected = self._project(intrinsics[view], T_cam_ref[view], joints)
+            projected = _project(intrinsics[view], T_cam_ref[view], joints)
             error = median_finite(np.linalg.norm(projected - pixels[view], axis=1))
             if self.calibrator.check_consistency(view, error):
                 name = self.calibrator.cameras[view].name
@@ -474,9 +468,8 @@ class MultiviewPipeline:
         """One camera's metric placement and fit, expressed in the reference frame."""
         rig_camera = self.calibrator.cameras[observed.view]
         fit = self.fitter.fit(observed.joints_cam, side, observed.detection.landmarks_px, rig_camera.camera)
-        state = transformed_state(self._state(side, fit, observed.detection.score, observed), rig_camera.T_ref_cam)
-        if observed.view != 0:
-            state.landmarks_px, state.image_frame_id = None, ""
+        reference = observed if observed.view == 0 else None  # landmarks are reported in the reference image only
+        state = transformed_state(self._state(side, fit, observed.detection.score, reference), rig_camera.T_ref_cam)
         self._previous[side] = (stamp_ns, state.joints, None)
         return FusedHand(
             side=side,
@@ -508,6 +501,11 @@ def _lower_thread_priority() -> None:
     """Let the detectors win the cores over a background bundle adjustment (Linux: per-thread niceness)."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ADJUSTMENT_NICENESS)
+
+
+def _project(intrinsics: np.ndarray, T_cam_ref: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """(21, 2) pixels of reference-frame joints in one camera (intrinsics (4,), T_cam_ref (4, 4))."""
+    return project_points(intrinsics[None], T_cam_ref[None], joints)[0]
 
 
 def _landmark_distance(pixels: np.ndarray, projected: np.ndarray) -> float:
