@@ -67,8 +67,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import PinholeCamera
-from .hand_model import MEDIAPIPE_PARENTS, NUM_JOINTS, HandSide, model_to_mediapipe
-from .hand_model.open_model import rest_skeleton
+from .hand_model import MEDIAPIPE_PARENTS, NUM_JOINTS, HandSide
 from .hand_model.wrist_frame import wrist_frame_from_joints
 
 _MAX_LM_ITERATIONS = 30
@@ -103,7 +102,9 @@ def palm_size_m(joints: np.ndarray) -> float:
     return float(np.linalg.norm(joints[a] - joints[b], axis=1).sum())
 
 
-MEAN_PALM_SIZE_M = palm_size_m(model_to_mediapipe(rest_skeleton()))
+# palm_size_m of the open hand model's rest skeleton (the average adult hand; test_placement checks it). A literal:
+# computing it here would import the model, which pulls in torch, into this torch-free module.
+MEAN_PALM_SIZE_M = 0.30122713525597905
 HAND_SIZE_SIGMA = 0.07
 # Palm tilt (step 4): how deep the line from the wrist joint to a knuckle lies under the skin midway (over the
 # metacarpal), metres: thin on the back (bone, tendon), padded on the palm; the open hand model's mesh has
@@ -378,7 +379,7 @@ def lift_joints_to_depth(
             f"depth must be aligned to the colour image: shape {(camera.height, camera.width)}, got {depth.shape}"
         )
     rows = np.array([0, *DEPTH_JOINTS, *LIFT_PIP_JOINTS])
-    rays = np.c_[camera.undistort_points(pixels[rows]), np.ones(len(rows))]
+    rays = camera.unproject(pixels[rows])
     rays /= np.linalg.norm(rays, axis=1, keepdims=True)
     # distance along each ray from the skin to the joint's centre: the skin depth over the knuckles (on the side
     # facing the camera) or the finger's radius, over the sine of the ray's angle to the bone ending at the joint

@@ -375,7 +375,10 @@ class EgoPipeline:
 
     def _submit_odometry(self, started: _Started) -> None:
         """Track the camera for ``started`` on the worker. It cannot wait for this frame's hands, so it masks
-        the previous frame's (dilated); the monocular scale hint is added once this frame's hands are placed."""
+        the previous frame's (dilated); the monocular scale hint is added once this frame's hands are placed.
+        Submitted once: later calls for the same frame do nothing."""
+        if started.odometry is not None:
+            return
         image, depth, frame = started.image, started.depth, started.frame
         previous = self._last_mask if self._last_mask is not None else np.zeros(image.shape[:2], bool)
         if depth is not None:
@@ -399,7 +402,7 @@ class EgoPipeline:
         try:
             return self._finish_stages(started, following)
         finally:
-            if following is not None and following.odometry is None:  # an error ended this frame early
+            if following is not None:  # (again) in case an error ended this frame early
                 self._submit_odometry(following)
 
     def _finish_stages(self, started: _Started, following: _Started | None) -> EgoResult:
@@ -435,7 +438,7 @@ class EgoPipeline:
                 hand_points = np.array([fit.joints_cam[0] for _, fit in fits]) if fits else None
                 odometry = self._mono.add_scale_hint(odometry, hand_points)
                 self._apply_odometry(odometry)
-            if following is not None and following.odometry is None:
+            if following is not None:
                 self._submit_odometry(following)
             timings["fit"] = 1e3 * (self._clock() - mark)
 

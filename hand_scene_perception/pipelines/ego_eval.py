@@ -25,6 +25,7 @@ from ..core import metrics
 from ..core.alignment import procrustes_align
 from ..core.detections import HandDetection
 from ..core.mapping import VoxelMap
+from ..core.transforms import inverse_matrices, transform_points
 from ..synth.oracle import oracle_landmarks
 from ..synth.sequence import SynthFrame, generate_sequence
 from .ego import EgoConfig, EgoFrame, EgoPipeline, EgoResult
@@ -111,7 +112,7 @@ def evaluate_sequence(
 ) -> dict:
     """Run the pipeline over one generated sequence and return its metrics and per-hand samples."""
     frames = list(generate_sequence(seed, num_frames, num_hands=num_hands))
-    first_camera_from_world = np.linalg.inv(frames[0].T_world_camera)  # the pipeline's world is its first camera
+    first_camera_from_world = inverse_matrices(frames[0].T_world_camera)  # the pipeline's world is its first camera
     detector = OracleDetector(noise_px, seed) if oracle else None
     tracks: dict[int, _HandTrack] = {}
     poses_est, poses_gt, visible, found = [], [], 0, 0
@@ -132,8 +133,7 @@ def evaluate_sequence(
                 track.est_cam.append(result.hands[ei].camera.joints)
                 track.gt_cam.append(frame.hands[gi].joints_cam)
                 track.est_world.append(result.hands[ei].world.joints)
-                track.gt_world.append(frame.hands[gi].joints_world @ first_camera_from_world[:3, :3].T
-                                      + first_camera_from_world[:3, 3])
+                track.gt_world.append(transform_points(first_camera_from_world, frame.hands[gi].joints_world))
         map_points = pipeline.map.points() if use_depth else np.zeros((0, 3))
         voxel = pipeline.config.voxel_size_m
     out = {"frames": len(frames), "visible_hands": visible, "matched_hands": found, "tracks": tracks,

@@ -38,15 +38,14 @@ from ..pipelines.ego import EgoConfig, HandDetector
 from .conversions import MSG_TO_SIDE, NS_PER_S, InputError, time_ns
 from .diagnostics import ERROR, WARN, RateMeter, diagnostic_array, diagnostic_status
 from .ego_processor import DepthInputError, EgoMessageProcessor, EgoMessages
+from .launch_plan import EGO_NODE_NAME, HAND_MODELS
 from .node_base import LATCHED_QOS, QOS_CHOICES, PipelineNode, qos_profile, spin_node
 from .node_base import float_param as _float
 from .node_base import int_param as _int
 from .node_base import text_param as _text
 from .pairing import StampPairer
 
-NODE_NAME = "ego_reconstruction"
 BACKENDS = ("embedded",)  # the learned tier (GPU networks) is not available in this package yet
-HAND_MODELS = ("open", "mano")
 
 
 # name: (default, descriptor). Pipeline settings (the EgoConfig names) take effect at the next configure.
@@ -87,7 +86,7 @@ class EgoReconstructionNode(PipelineNode):
     PARAMETERS = PARAMETERS
     CHOICES = _CHOICES
 
-    def __init__(self, node_name: str = NODE_NAME, *, detector: HandDetector | None = None, **kwargs) -> None:
+    def __init__(self, node_name: str = EGO_NODE_NAME, *, detector: HandDetector | None = None, **kwargs) -> None:
         self._detector = detector  # read by on_configure, which autostart runs inside PipelineNode.__init__
         super().__init__(node_name, **kwargs)
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 
-import numpy as np
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -51,7 +50,6 @@ from .paths import CappedPath
 SIDES = (HandSide.LEFT, HandSide.RIGHT)
 # Used when an image arrives without header.frame_id (a driver bug): the outputs still name a frame.
 FALLBACK_CAMERA_FRAME = "camera_optical_frame"
-# Depth may have another resolution than the colour image (it is resampled) but must show the same view.
 
 
 class DepthInputError(InputError):
@@ -108,7 +106,6 @@ class EgoMessageProcessor:
         self.paths = {side: CappedPath(path_max_poses) for side in SIDES}
         # Per frame (hands without meshes): the trajectory service and save() read it; capped like the paths.
         self._history: deque[EgoResult] = deque(maxlen=path_max_poses)
-        self._previous_pose: tuple[int, np.ndarray] | None = None
         self.camera_frame = FALLBACK_CAMERA_FRAME
 
     def close(self) -> None:
@@ -226,8 +223,9 @@ class EgoMessageProcessor:
         for side, hand in self._best_per_side(hands).items():
             self.paths[side].append(stamp, hand.world.wrist_pose)
             transforms.append(transform_msg(hand.world.wrist_pose, self.world_frame, self.hand_frame(side), stamp))
-        odometry = odometry_msg(result.T_world_camera, self.world_frame, camera_frame, stamp, self._previous_pose)
-        self._previous_pose = (stamp, result.T_world_camera)
+        last = self._history[-1] if self._history else None
+        previous_pose = None if last is None else (last.stamp_ns, last.T_world_camera)
+        odometry = odometry_msg(result.T_world_camera, self.world_frame, camera_frame, stamp, previous_pose)
         self._history.append(dataclasses.replace(result, hands=[_without_mesh(h) for h in hands]))
         return EgoMessages(
             hands=hand_array_msg([h.world for h in hands], self.world_frame, stamp),
@@ -265,7 +263,6 @@ class EgoMessageProcessor:
         for path in self.paths.values():
             path.clear()
         self._history.clear()
-        self._previous_pose = None
 
     def reset(self, map_and_world: bool = True, trajectories: bool = True) -> None:
         """Forget the map and world frame (a new session: tracks and trajectories go too) and/or the trajectories."""

@@ -169,7 +169,6 @@ EGO_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     ),
     LaunchArgument("rviz", "false", "true: also start rviz2 with config/rviz/ego.rviz", BOOLEANS),
 )
-EGO_ARGUMENT_NAMES = tuple(argument.name for argument in EGO_LAUNCH_ARGUMENTS)
 
 MULTIVIEW_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("namespace", "", "namespace of the multiview node and its outputs (hands, calibration, ...)"),

@@ -37,6 +37,7 @@ from ..pipelines.ego import HandDetector
 from ..pipelines.multiview import MultiviewConfig
 from .conversions import NS_PER_S, InputError, time_ns
 from .diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, diagnostic_status
+from .launch_plan import DEFAULT_CAMERAS, HAND_MODELS, MULTIVIEW_NODE_NAME
 from .multiview_processor import (
     CalibrationFileError,
     MultiviewMessageProcessor,
@@ -57,15 +58,13 @@ from .node_base import (
 )
 from .view_sync import ViewSynchronizer
 
-NODE_NAME = "multiview_fusion"
-HAND_MODELS = ("open", "mano")
 CALIBRATION_FILE_NAME = "rig_calibration.yaml"
 # Before the rig starts, a camera whose CameraInfo topic has a publisher is waited for this many images.
 START_INFO_IMAGES = 3
 
 # name: (default, descriptor). [configure]: read at configure; [live]: takes effect at once.
 PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
-    "cameras": (["cam0", "cam1"], text_param(
+    "cameras": (list(DEFAULT_CAMERAS), text_param(
         "camera names; camera <name> subscribes <name>/image and <name>/camera_info and publishes "
         "<name>/camera_info_estimated; the first is the reference camera [configure]")),
     "camera_frames": ([], ParameterDescriptor(
@@ -103,7 +102,7 @@ class MultiviewFusionNode(PipelineNode):
     CHOICES = _CHOICES
 
     def __init__(
-        self, node_name: str = NODE_NAME, *, detectors: Sequence[HandDetector] | None = None, **kwargs
+        self, node_name: str = MULTIVIEW_NODE_NAME, *, detectors: Sequence[HandDetector] | None = None, **kwargs
     ) -> None:
         self._detectors = detectors  # read by on_configure, which autostart runs inside PipelineNode.__init__
         super().__init__(node_name, **kwargs)

@@ -28,7 +28,6 @@ from visualization_msgs.msg import MarkerArray
 
 from hand_scene_msgs.msg import CameraCalibration, HandArray, MultiCameraCalibration
 
-from ..core.camera import PinholeCamera
 from ..core.hand_model import HandModel
 from ..core.hand_model.side import HandSide
 from ..core.rig_calibration import RigCalibrator, RigCamera, RigState, guessed_camera
@@ -145,7 +144,6 @@ class MultiviewMessageProcessor:
         self.last_stamp_ns: int | None = None
         self._pending_file: Path | None = None
         self._published: tuple | None = None  # what the last calibration message said (state, per-camera flags)
-        self._cameras: dict[int, tuple[tuple, PinholeCamera]] = {}  # per view: CameraInfo fields, their camera
 
     def close(self) -> None:
         """Stop the pipeline's threads and release the detectors."""
@@ -174,22 +172,9 @@ class MultiviewMessageProcessor:
         """One camera's image (and CameraInfo, when one was received) as a ViewFrame; InputError when unusable."""
         camera = None
         if info is not None:
-            camera = self._camera(index, info)
+            camera = pinhole_camera(info)
             check_image_size(image, camera, f"{self.camera_names[index]} image")
         return ViewFrame(image_rgb(image), time_ns(image.header.stamp), camera)
-
-    def _camera(self, index: int, info: CameraInfo) -> PinholeCamera:
-        """The view's camera, the same object while its CameraInfo says the same (the pipeline re-calibrates a
-        camera whose CameraInfo changed, and a camera compares by identity)."""
-        roi = info.roi
-        key = (info.width, info.height, info.distortion_model, tuple(info.d), tuple(info.k), tuple(info.p),
-               info.binning_x, info.binning_y, roi.x_offset, roi.y_offset, roi.width, roi.height)  # fmt: skip
-        cached = self._cameras.get(index)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        camera = pinhole_camera(info)
-        self._cameras[index] = (key, camera)
-        return camera
 
     def process(
         self,
@@ -306,12 +291,11 @@ class MultiviewMessageProcessor:
         return MultiCameraCalibration(header=header_msg(self.reference_frame, stamp_ns), state=int(self.state),
                                       cameras=entries)  # fmt: skip
 
-    def transforms(self, stamp_ns: int, cameras: list[CameraEstimate] | None = None) -> list[TransformStamped]:
+    def transforms(self, stamp_ns: int, cameras: list[CameraEstimate]) -> list[TransformStamped]:
         """TF reference frame → each calibrated camera's optical frame (none for a frame that is the reference)."""
-        estimates = self.pipeline.camera_estimates() if cameras is None else cameras
         return [
             transform_msg(estimate.T_ref_cam, self.reference_frame, frame, stamp_ns)
-            for estimate, frame in zip(estimates, self.camera_frames, strict=True)
+            for estimate, frame in zip(cameras, self.camera_frames, strict=True)
             if estimate.T_ref_cam is not None and frame != self.reference_frame
         ]
 

@@ -87,10 +87,11 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         self._outputs: dict[str, object] = {}
         self._problem: tuple[int | bytes, str, float] | None = None  # (level, text, monotonic time)
         self._init_state()
-        # Declared after the fields: a rejected value raises here, and the context may still destroy the node.
+        # Declared after the fields, with the choices check already in place so that values from a params file or
+        # overrides are checked too: a rejected value raises here, and the context may still destroy the node.
+        self.add_on_set_parameters_callback(self._check_parameters)
         for name, (default, descriptor) in self.PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
-        self.add_on_set_parameters_callback(self._check_parameters)
         if self._param("autostart") and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 

@@ -16,6 +16,8 @@ import pytest
         "hand_scene_perception.core.tracking",
         "hand_scene_perception.core.hand_model.wrist_frame",
         "hand_scene_perception.core.metrics",
+        "hand_scene_perception.core.placement",
+        "hand_scene_perception.core.rig_calibration",
         "hand_scene_perception.ros.conversions",
     ],
 )

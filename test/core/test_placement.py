@@ -283,3 +283,11 @@ def test_depth_lifted_fit_beats_the_fit_without_it(curled_hand):
     after = np.linalg.norm(fit.joints_cam - truth, axis=1).mean()
     assert before > 0.012
     assert after < 0.005 and after < 0.35 * before
+
+
+def test_mean_palm_size_is_the_open_models_rest_palm():
+    from hand_scene_perception.core.hand_model import model_to_mediapipe
+    from hand_scene_perception.core.hand_model.open_model import rest_skeleton
+    from hand_scene_perception.core.placement import MEAN_PALM_SIZE_M, palm_size_m
+
+    assert palm_size_m(model_to_mediapipe(rest_skeleton())) == pytest.approx(MEAN_PALM_SIZE_M, rel=1e-12)
