@@ -83,6 +83,7 @@ def score_sequence(
         "mean_error_px": round(float(errors.mean()), 2) if found else None,
         "wrist_error_px": round(float(errors[:, _WRIST].mean()), 2) if found else None,
         "handedness_accuracy": round(sides_right / found, 3) if found else None,
+        "handedness_correct": sides_right,
         "generator_fps": round(num_frames / render_s, 1),
     }
     return run, errors, offsets
@@ -107,7 +108,7 @@ def main() -> None:
     all_errors = np.concatenate(errors)
     visible = sum(r["visible"] for r in runs)
     detected = sum(r["detected"] for r in runs)
-    correct = sum(round(r["handedness_accuracy"] * r["detected"]) for r in runs if r["detected"])
+    correct = sum(r["handedness_correct"] for r in runs)
     summary = {
         "runs": runs,
         "overall_rate": round(detected / max(visible, 1), 3),
