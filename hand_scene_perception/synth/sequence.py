@@ -450,11 +450,15 @@ class HandStage:
         self.ambient = float(rng.uniform(0.3, 0.45))
 
     def posed_frames(self, num_frames: int) -> Iterator[tuple[int, list[PosedHand]]]:
-        """Frames 0..num_frames-1 lazily as (index, posed hands); hand models are posed in batches of frames."""
+        """Frames 0..num_frames-1 lazily as (index, posed hands); hand models are posed in batches of frames.
+
+        Every batch is a whole chunk of ``_POSE_CHUNK`` frames, also past the sequence's end: a matrix product's
+        float32 rounding depends on its batch size (the BLAS kernel's blocking), so a frame's pixels must not
+        depend on how many frames were asked for."""
         for chunk_start in range(0, num_frames, _POSE_CHUNK):
-            indices = np.arange(chunk_start, min(chunk_start + _POSE_CHUNK, num_frames))
+            indices = np.arange(chunk_start, chunk_start + _POSE_CHUNK)
             posed = [self.pose_hand(hand, indices / self.fps) for hand in self.hands]
-            for k, index in enumerate(indices):
+            for k, index in enumerate(indices[: num_frames - chunk_start]):
                 yield int(index), [(h, p[0][k], p[1][k], p[2][k]) for h, p in zip(self.hands, posed, strict=True)]
 
     def pose_hand(self, hand: _HandAnimator, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
