@@ -1,0 +1,1 @@
+"""Real datasets with 3D hand ground truth: the evaluation layout and converters from public datasets."""
