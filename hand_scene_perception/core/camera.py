@@ -27,6 +27,10 @@ import numpy as np
 PLUMB_BOB = "plumb_bob"
 RATIONAL_POLYNOMIAL = "rational_polynomial"
 EQUIDISTANT = "equidistant"
+# Where a moving camera's pose comes from (the ego pipeline's and node's camera_pose_source): visual odometry,
+# TF (the frames bring their pose), or nowhere (a static camera at the initial pose). Here, numpy-only, so the
+# launch plan can check the word without the pipeline's imports.
+CAMERA_POSE_SOURCES = ("odometry", "tf", "static")
 
 _D_LENGTHS = {PLUMB_BOB: 5, RATIONAL_POLYNOMIAL: 8, EQUIDISTANT: 4}
 

@@ -22,7 +22,9 @@ frame t+1 to the detector while steps 2-4 of frame t run, so the detector's core
 rest of the pipeline: the choice for throughput (bags, files), measured by ``hand-scene bench ego``.
 
 World frame: the first camera pose of a session (or ``EgoConfig.initial_pose``); a time jump
-backwards (bag loop) or :meth:`EgoPipeline.reset` starts a new session.
+backwards (bag loop) or :meth:`EgoPipeline.reset` starts a new session. ``EgoConfig.camera_pose_source``
+replaces odometry: ``tf``, each frame brings its pose (``EgoFrame.T_world_camera``, in whatever frame the
+caller chose); ``static``, the camera stays at the initial pose.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..core.arm_mask import arm_pixel_mask
-from ..core.camera import PinholeCamera
+from ..core.camera import CAMERA_POSE_SOURCES, PinholeCamera
 from ..core.contacts import Contact, find_map_contacts, hand_regions
 from ..core.depth import aligned_depth_metres
 from ..core.detections import HandDetection
@@ -52,6 +54,7 @@ from ..core.mapping import FrameCloud, VoxelMap
 from ..core.odometry import MonocularOdometry, OdometryResult, RgbdOdometry
 from ..core.placement import lift_joints_to_depth, place_hand
 from ..core.tracking import HandObservation, HandTracker, TrackerConfig
+from ..core.transforms import check_rigid_matrices
 
 NS_PER_S = 1e9
 # Forearm band masked beyond the wrist, in wrist-to-middle-knuckle lengths: without depth, a guess along the
@@ -114,6 +117,10 @@ class EgoConfig:
     # detector's metric output is exact (detector_size_sigma 0: its own joints are better than the depth's).
     lift_joints_to_depth: bool = True
     initial_pose: np.ndarray | None = None
+    # Where the camera pose comes from (CAMERA_POSE_SOURCES): odometry (visual odometry, the world is the first
+    # pose); tf (every frame brings its pose, EgoFrame.T_world_camera: the node looks it up in TF); static (no
+    # odometry, the camera stays at initial_pose: a fixed rig, where odometry would only add drift).
+    camera_pose_source: str = "odometry"
     tracker: TrackerConfig = field(
         default_factory=lambda: TrackerConfig(
             filters={
@@ -139,6 +146,9 @@ class EgoConfig:
             raise ValueError(f"detector_size_sigma must be >= 0, got {self.detector_size_sigma}")
         if self.max_voxels < 1 or self.map_stride < 1 or self.hand_mask_margin_px < 0:
             raise ValueError("max_voxels and map_stride must be >= 1 and hand_mask_margin_px >= 0")
+        if self.camera_pose_source not in CAMERA_POSE_SOURCES:
+            raise ValueError(f"camera_pose_source must be one of {', '.join(CAMERA_POSE_SOURCES)}, "
+                             f"got {self.camera_pose_source!r}")
 
 
 @dataclass(frozen=True)
@@ -148,12 +158,23 @@ class EgoFrame:
     image_rgb: (H, W, 3) uint8 RGB; grey, RGBA and uint16 colour are converted (core/images.py as_rgb8).
 
     depth: uint16 millimetres or float metres, any resolution (resampled to the colour image), 0/NaN = none.
+
+    T_world_camera: the camera's known pose at the stamp (4x4 rigid), for ``camera_pose_source`` tf only.
     """
 
     image_rgb: np.ndarray
     camera: PinholeCamera
     stamp_ns: int
     depth: np.ndarray | None = None
+    T_world_camera: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        """A given pose must be one rigid transform: a bad one would put every hand and map point elsewhere."""
+        if self.T_world_camera is not None:
+            pose = check_rigid_matrices(self.T_world_camera, "T_world_camera")
+            if pose.shape != (4, 4):
+                raise ValueError(f"T_world_camera must be one 4x4 transform, got shape {pose.shape}")
+            object.__setattr__(self, "T_world_camera", pose.copy())
 
 
 @dataclass(frozen=True)
@@ -357,6 +378,7 @@ class EgoPipeline:
     def _start(self, frame: EgoFrame) -> _Started:
         """Validate the frame, start a new session on a time jump back, and hand the image to the detector."""
         image = self._validated_image(frame)
+        self._check_given_pose(frame)
         height, width = image.shape[:2]
         depth = None if frame.depth is None else aligned_depth_metres(frame.depth, height, width)
         session_reset = None
@@ -373,25 +395,50 @@ class EgoPipeline:
         detections = self.detector.detect(image, stamp_ns)[: self.config.max_hands]
         return detections, 1e3 * (self._clock() - mark)
 
+    def _check_given_pose(self, frame: EgoFrame) -> None:
+        """A frame brings a camera pose exactly when camera_pose_source is tf (ValueError before any state changes:
+        a pose ignored, or one missing, would be a guess)."""
+        source = self.config.camera_pose_source
+        if source == "tf" and frame.T_world_camera is None:
+            raise ValueError("camera_pose_source tf: the frame must bring its T_world_camera")
+        if source != "tf" and frame.T_world_camera is not None:
+            raise ValueError(f"a frame's T_world_camera is used with camera_pose_source tf only, not {source}")
+
+    def _known_pose(self, frame: EgoFrame) -> OdometryResult | None:
+        """The frame's camera pose when it is known without odometry (tf: the frame's; static: the session's
+        initial pose, which never changes then); None with camera_pose_source odometry."""
+        source = self.config.camera_pose_source
+        if source == "odometry":
+            return None
+        pose = frame.T_world_camera if source == "tf" else self._pose
+        return OdometryResult(pose.copy(), ok=True, inliers=0, status=f"camera pose from {source}",
+                              stamp_ns=frame.stamp_ns)
+
     def _submit_odometry(self, started: _Started) -> None:
         """Track the camera for ``started`` on the worker. It cannot wait for this frame's hands, so it masks
         the previous frame's (dilated); the monocular scale hint is added once this frame's hands are placed.
-        Submitted once: later calls for the same frame do nothing."""
+        With a known pose (camera_pose_source tf or static) no odometry runs: with depth the worker only puts
+        the frame's points into the world at that pose. Submitted once: later calls for the same frame do nothing."""
         if started.odometry is not None:
             return
         image, depth, frame = started.image, started.depth, started.frame
+        known = self._known_pose(frame)
         previous = self._last_mask if self._last_mask is not None else np.zeros(image.shape[:2], bool)
         if depth is not None:
-            started.odometry = self._pool.submit(self._track_rgbd, image, depth, frame.camera, frame.stamp_ns, previous)
+            started.odometry = self._pool.submit(self._track_rgbd, image, depth, frame.camera, frame.stamp_ns, previous,
+                                                 known)  # fmt: skip
+        elif known is not None:
+            started.odometry = Future()
+            started.odometry.set_result((known, None))
         else:
             started.odometry = self._pool.submit(
                 lambda: (self._mono.track(image, frame.camera, frame.stamp_ns, previous), None))
 
     def _track_rgbd(self, image: np.ndarray, depth: np.ndarray, camera: PinholeCamera, stamp_ns: int,
-                    previous_mask: np.ndarray) -> tuple[OdometryResult, FrameCloud | None]:
-        """RGB-D odometry, then the frame's points in the world at that pose (the mask-free half of map
-        fusion, done here while the detector still runs)."""
-        odometry = self._rgbd.track(image, depth, camera, stamp_ns, previous_mask)
+                    previous_mask: np.ndarray, known: OdometryResult | None) -> tuple[OdometryResult, FrameCloud | None]:
+        """RGB-D odometry (or the ``known`` pose), then the frame's points in the world at that pose (the mask-free
+        half of map fusion, done here while the detector still runs)."""
+        odometry = known if known is not None else self._rgbd.track(image, depth, camera, stamp_ns, previous_mask)
         if not odometry.ok:
             return odometry, None
         return odometry, self.map.observe(depth, image, camera, odometry.T_world_camera, self.config.map_stride)
@@ -435,8 +482,9 @@ class EgoPipeline:
             mark = self._clock()
             fits = self._fit_hands(detections, frame.camera, depth)
             if depth is None:
-                hand_points = np.array([fit.joints_cam[0] for _, fit in fits]) if fits else None
-                odometry = self._mono.add_scale_hint(odometry, hand_points)
+                if self.config.camera_pose_source == "odometry":
+                    hand_points = np.array([fit.joints_cam[0] for _, fit in fits]) if fits else None
+                    odometry = self._mono.add_scale_hint(odometry, hand_points)
                 self._apply_odometry(odometry)
             if following is not None:
                 self._submit_odometry(following)
