@@ -435,7 +435,8 @@ class EgoPipeline:
                 lambda: (self._mono.track(image, frame.camera, frame.stamp_ns, previous), None))
 
     def _track_rgbd(self, image: np.ndarray, depth: np.ndarray, camera: PinholeCamera, stamp_ns: int,
-                    previous_mask: np.ndarray, known: OdometryResult | None) -> tuple[OdometryResult, FrameCloud | None]:
+                    previous_mask: np.ndarray,
+                    known: OdometryResult | None) -> tuple[OdometryResult, FrameCloud | None]:
         """RGB-D odometry (or the ``known`` pose), then the frame's points in the world at that pose (the mask-free
         half of map fusion, done here while the detector still runs)."""
         odometry = known if known is not None else self._rgbd.track(image, depth, camera, stamp_ns, previous_mask)
