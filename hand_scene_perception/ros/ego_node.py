@@ -10,6 +10,11 @@ caught per frame). Latency never builds up: subscriptions keep one message, the 
 (a newer set replaces it and the replaced one is counted as dropped), and a worker thread processes and
 publishes, so the executor keeps receiving while a frame is processed.
 
+Camera pose (``camera_pose_source``): visual odometry (default); ``tf``, the pose of the image's frame in
+``world_frame`` looked up in TF at the image stamp (waiting up to ``tf_timeout_s``; tf2_ros where importable, else
+the package's own buffer on /tf and /tf_static, ros/tf_lookup.py), a frame without one skipped with a WARN; or
+``static``, no odometry, the camera at the world origin.
+
 Lifecycle: configure loads the hand model and detector and creates publishers and services; activate
 subscribes and starts the worker; deactivate unsubscribes and stops it; cleanup frees the models.
 With ``autostart`` (default true) the node configures and activates itself, so `ros2 run` and launch files
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from functools import partial
 
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
@@ -33,17 +39,19 @@ from visualization_msgs.msg import MarkerArray
 from hand_scene_msgs.msg import ContactArray, HandArray, HandMeshTopology
 from hand_scene_msgs.srv import GetHandTrajectory, Reset, SaveToPath
 
+from ..core.camera import CAMERA_POSE_SOURCES
 from ..core.hand_model.side import HandSide
 from ..pipelines.ego import EgoConfig, HandDetector
 from .conversions import MSG_TO_SIDE, NS_PER_S, InputError, time_ns
 from .diagnostics import ERROR, WARN, RateMeter, diagnostic_array, diagnostic_status
-from .ego_processor import DepthInputError, EgoMessageProcessor, EgoMessages
+from .ego_processor import DepthInputError, EgoMessageProcessor, EgoMessages, PoseInputError
 from .launch_plan import EGO_NODE_NAME, HAND_MODELS
 from .node_base import LATCHED_QOS, QOS_CHOICES, PipelineNode, qos_profile, spin_node
 from .node_base import float_param as _float
 from .node_base import int_param as _int
 from .node_base import text_param as _text
 from .pairing import StampPairer
+from .tf_lookup import DEFAULT_TF_TIMEOUT_S, TransformLookup, transform_lookup
 
 BACKENDS = ("embedded",)  # the learned tier (GPU networks) is not available in this package yet
 
@@ -60,7 +68,12 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "map_stride": (2, _int("use every n-th depth pixel for the map [configure]", 1, 16)),
     "contact_threshold_m": (0.01, _float("hand-scene distance counted as contact, metres [configure]", 0.001, 0.1)),
     "hand_mask_margin_px": (20, _int("pixels around hands kept out of odometry and map [configure]", 0, 200)),
-    "world_frame": ("map", _text("frame of hands, paths, map and odometry (first camera pose) [configure]")),
+    "world_frame": ("map", _text("frame of hands, paths, map and odometry: the first camera pose, or with "
+                                 "camera_pose_source tf the TF frame the camera pose is looked up in [configure]")),
+    "camera_pose_source": ("odometry", _text("odometry (visual odometry), tf (world_frame -> image frame from TF at "
+                                             "the image stamp) or static (no odometry, camera fixed) [configure]")),
+    "tf_timeout_s": (DEFAULT_TF_TIMEOUT_S, _float("longest wait for the camera's TF at an image stamp, s "
+                                                  "[configure]", 0.0, 5.0)),
     "frame_prefix": ("", _text("prefix of the hand TF frames <prefix>left_hand / right_hand [configure]")),
     "use_depth": (True, _text("pair a registered depth image with the colour image [configure]")),
     "pairing_tolerance_s": (0.005, _float("largest stamp gap at which image and depth are paired, s "
@@ -76,8 +89,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "save_directory": ("ego_outputs", _text("directory ~/save writes to when the request names none [live]")),
     "autostart": (True, _text("configure and activate on start (no lifecycle manager needed) [start]")),
 }
-_CHOICES = {"backend": BACKENDS, "hand_model": HAND_MODELS, "qos_image": QOS_CHOICES,
-            "qos_camera_info": QOS_CHOICES, "qos_depth": QOS_CHOICES}  # fmt: skip
+_CHOICES = {"backend": BACKENDS, "hand_model": HAND_MODELS, "camera_pose_source": CAMERA_POSE_SOURCES,
+            "qos_image": QOS_CHOICES, "qos_camera_info": QOS_CHOICES, "qos_depth": QOS_CHOICES}  # fmt: skip
 
 
 class EgoReconstructionNode(PipelineNode):
@@ -92,6 +105,7 @@ class EgoReconstructionNode(PipelineNode):
 
     def _init_state(self) -> None:
         self._pairer: StampPairer | None = None
+        self._tf: TransformLookup | None = None
         self._last_map_ns = 0
         self._reset_stats()
 
@@ -107,12 +121,18 @@ class EgoReconstructionNode(PipelineNode):
             map_stride=self._param("map_stride"),
             contact_threshold_m=self._param("contact_threshold_m"),
             hand_mask_margin_px=self._param("hand_mask_margin_px"),
+            camera_pose_source=self._param("camera_pose_source"),
         )
 
     # ------------------------------------------------------------------ lifecycle
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
-        """Load the hand model and detector, create publishers and services."""
+        """Load the hand model and detector, create publishers and services (and, for camera_pose_source tf, the TF
+        listener, now, so that TF is in the buffer when the first image comes)."""
+        lookup = None
+        if self._param("camera_pose_source") == "tf":
+            self._tf = transform_lookup(self)
+            lookup = partial(self._tf.lookup, timeout_s=self._param("tf_timeout_s"))
         try:
             processor = EgoMessageProcessor(
                 self._ego_config(),
@@ -121,9 +141,11 @@ class EgoReconstructionNode(PipelineNode):
                 path_max_poses=self._param("path_max_poses"),
                 marker_lifetime_s=self._param("marker_lifetime_s"),
                 detector=self._detector,
+                transforms=lookup,
             )
         except (ValueError, RuntimeError, OSError) as error:
             self.get_logger().error(f"configure failed: {error}")
+            self._close_tf()
             return TransitionCallbackReturn.FAILURE
         self._processor = processor
         lifecycle = {"hands": HandArray, "hand_markers": MarkerArray, "hand_paths/left": Path,
@@ -143,8 +165,19 @@ class EgoReconstructionNode(PipelineNode):
         ]
         self._own_timers = [self.create_timer(self._param("diagnostics_period_s"), self._publish_diagnostics)]
         self.get_logger().info(f"configured: backend {self._param('backend')}, hand model "
-                               f"{processor.pipeline.model.name}, world frame {processor.world_frame}")  # fmt: skip
+                               f"{processor.pipeline.model.name}, world frame {processor.world_frame}, camera pose "
+                               f"from {self._param('camera_pose_source')}")  # fmt: skip
         return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        """Also stop listening to TF."""
+        super()._release()
+        self._close_tf()
+
+    def _close_tf(self) -> None:
+        if self._tf is not None:
+            self._tf.close()
+            self._tf = None
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         """Subscribe and start the worker; the mesh topology is latched for late subscribers."""
@@ -226,8 +259,11 @@ class EgoReconstructionNode(PipelineNode):
             yield matched["image"], info, matched.get("depth"), self.get_clock().now().nanoseconds
 
     def _on_input_error(self, error: InputError) -> None:
-        self._input_errors += 1
-        self._report(WARN if isinstance(error, DepthInputError) else ERROR, f"input skipped: {error}")
+        if isinstance(error, PoseInputError):
+            self._without_pose += 1
+        else:
+            self._input_errors += 1
+        self._report(WARN if isinstance(error, DepthInputError | PoseInputError) else ERROR, f"input skipped: {error}")
 
     def _publish(self, out: EgoMessages, taken_at: float) -> None:
         outputs = self._outputs
@@ -270,6 +306,7 @@ class EgoReconstructionNode(PipelineNode):
         self._dropped_no_info = 0
         self._camera_info: CameraInfo | None = None
         self._input_errors = 0
+        self._without_pose = 0
         self._hands_tracked = 0
 
     def received_counts(self) -> dict[str, int]:
@@ -302,6 +339,8 @@ class EgoReconstructionNode(PipelineNode):
             "frames_processed": self._processed,
             "dropped_frames": self.dropped_frames(),
             "input_errors": self._input_errors,
+            "camera_pose_source": self._param("camera_pose_source"),
+            "frames_without_pose": self._without_pose,
             "hands_tracked": self._hands_tracked,
             "backend": self._param("backend"),
         }

@@ -5,6 +5,11 @@ and the live node publish the same messages. It owns what outlives one frame on 
 hand paths, a capped history of hand states (for the trajectory service and ``save``), and the previous
 camera pose (odometry twist). Inputs are checked here and a bad one raises :class:`InputError`, whose text
 says what is wrong, before the pipeline's state changes.
+
+With ``camera_pose_source`` tf the camera pose is looked up in TF (world frame ← the image's header.frame_id, at
+the image stamp) through the ``transforms`` callable the caller gives (the node: its TF listener; a bag: the bag's
+/tf); a frame without one raises :class:`PoseInputError` (skipped, never a guessed pose), and the camera's TF is
+not published (the camera frame already has its parent in the tree).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 
+import numpy as np
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -25,6 +31,7 @@ from hand_scene_msgs.msg import ContactArray, Hand, HandArray, HandMeshTopology
 from ..core.depth import check_depth_registered
 from ..core.hand_model.side import HandSide
 from ..core.hand_state import HandState
+from ..core.transform_buffer import TransformUnavailable
 from ..pipelines.ego import EgoConfig, EgoFrame, EgoHand, EgoPipeline, EgoResult, HandDetector
 from ..pipelines.ego_outputs import EgoRecorder
 from .conversions import (
@@ -54,6 +61,10 @@ FALLBACK_CAMERA_FRAME = "camera_optical_frame"
 
 class DepthInputError(InputError):
     """The depth image cannot be used (the colour image could): the node reports it as a warning."""
+
+
+class PoseInputError(InputError):
+    """No camera pose in TF at the image stamp (camera_pose_source tf): the frame is skipped with a warning."""
 
 
 @dataclass
@@ -91,14 +102,20 @@ class EgoMessageProcessor:
         path_max_poses: int = 1000,
         marker_lifetime_s: float = 0.5,
         detector: HandDetector | None = None,
+        transforms: Callable[[str, str, int], np.ndarray] | None = None,
     ) -> None:
-        """``detector`` replaces the embedded MediaPipe expert (tests inject an oracle); None loads MediaPipe."""
+        """``detector`` replaces the embedded MediaPipe expert (tests inject an oracle); None loads MediaPipe.
+        ``transforms(target, source, stamp_ns)`` gives T_target_source or raises TransformUnavailable: the camera
+        poses for ``config.camera_pose_source`` tf (needed then, unused otherwise)."""
         if not world_frame:
             raise ValueError("world_frame must not be empty")
+        if config.camera_pose_source == "tf" and transforms is None:
+            raise ValueError("camera_pose_source tf needs a TF lookup (transforms)")
         if marker_lifetime_s < 0:
             raise ValueError(f"marker_lifetime_s must be >= 0, got {marker_lifetime_s}")
         self.world_frame = world_frame
         self.frame_prefix = frame_prefix
+        self._transforms = transforms if config.camera_pose_source == "tf" else None
         self.marker_lifetime_ns = int(marker_lifetime_s * NS_PER_S)
         self.pipeline = EgoPipeline(config, detector=detector)
         model = self.pipeline.model
@@ -134,10 +151,20 @@ class EgoMessageProcessor:
             except ValueError as error:  # InputError included
                 raise DepthInputError(str(error)) from None
         frame_id = image.header.frame_id
-        if not frame_id:
+        stamp = time_ns(image.header.stamp)
+        pose = None
+        if self._transforms is not None:
+            if not frame_id:
+                raise PoseInputError("image has no header.frame_id: its camera pose cannot be looked up in TF")
+            try:
+                pose = self._transforms(self.world_frame, frame_id, stamp)
+            except TransformUnavailable as error:
+                raise PoseInputError(f"no TF pose of {frame_id!r} in {self.world_frame!r} at "
+                                     f"{stamp / NS_PER_S:.3f} s: {error}") from None
+        elif not frame_id:
             frame_id = f"{self.frame_prefix}{FALLBACK_CAMERA_FRAME}"
             warnings.append(f"image has no header.frame_id; publishing the camera as {frame_id!r}")
-        return EgoFrame(rgb, camera, time_ns(image.header.stamp), depth_array), frame_id, warnings
+        return EgoFrame(rgb, camera, stamp, depth_array, T_world_camera=pose), frame_id, warnings
 
     def process(
         self, image: Image, info: CameraInfo, depth: Image | None, now_ns: int | None = None, markers: bool = True
@@ -219,7 +246,9 @@ class EgoMessageProcessor:
                 hand_marker_array([(h.track_id, h.world) for h in hands], self.faces, self.world_frame, stamp,
                                   self.marker_lifetime_ns).markers
             )  # fmt: skip
-        transforms = [transform_msg(result.T_world_camera, self.world_frame, camera_frame, stamp)]
+        transforms = []
+        if self._transforms is None:  # (with tf the camera already has its parent in the tree)
+            transforms.append(transform_msg(result.T_world_camera, self.world_frame, camera_frame, stamp))
         for side, hand in self._best_per_side(hands).items():
             self.paths[side].append(stamp, hand.world.wrist_pose)
             transforms.append(transform_msg(hand.world.wrist_pose, self.world_frame, self.hand_frame(side), stamp))

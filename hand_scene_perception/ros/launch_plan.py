@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from ..core.camera import CAMERA_POSE_SOURCES
+
 PACKAGE = "hand_scene_perception"
 EGO_NODE_NAME = "ego_reconstruction"
 EGO_EXECUTABLE = "ego_reconstruction"
@@ -159,7 +161,15 @@ EGO_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument(
         "world_frame",
         "",
-        "TF frame of the world-frame outputs (the first camera pose). Empty: the params file's value",
+        "TF frame of the world-frame outputs: the first camera pose, or with camera_pose_source tf the TF frame the "
+        "camera pose is looked up in (e.g. odom, base_link). Empty: the params file's value",
+    ),
+    LaunchArgument(
+        "camera_pose_source",
+        "",
+        "odometry (visual odometry), tf (the image frame's pose in world_frame from TF at each image stamp) or static "
+        "(a fixed camera, no odometry). Empty: the params file's value",
+        ("", *CAMERA_POSE_SOURCES),
     ),
     USE_SIM_TIME_ARGUMENT,
     LaunchArgument(
@@ -338,6 +348,9 @@ def ego_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeSpec]:
     world_frame = _frame_argument("world_frame", arguments["world_frame"], "world or map")
     if world_frame:
         overrides["world_frame"] = world_frame
+    pose_source = _check_choice(table["camera_pose_source"], arguments["camera_pose_source"])
+    if pose_source:
+        overrides["camera_pose_source"] = pose_source
 
     params_file = _params_file(arguments, "ego")
     effective = _effective_parameters(params_file, f"{node_namespace}/{EGO_NODE_NAME}", overrides)
