@@ -373,6 +373,7 @@ def run_run(args: argparse.Namespace) -> int:
             max_hands=args.max_hands,
             hand_model=args.hand_model,
             mano_dir=None if args.mano_dir is None else str(args.mano_dir),
+            camera_pose_source=args.camera_pose_source,
         )
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out {args.out} exists and is not a folder")
@@ -561,7 +562,8 @@ def run_process(args: argparse.Namespace) -> int:
     from .ros.bag_process import process_bag
 
     config = EgoConfig(max_hands=args.max_hands, hand_model=args.hand_model,
-                       mano_dir=None if args.mano_dir is None else str(args.mano_dir))  # fmt: skip
+                       mano_dir=None if args.mano_dir is None else str(args.mano_dir),
+                       camera_pose_source=args.camera_pose_source)  # fmt: skip
     progress = _Progress(images or None, command="process")
     start = time.perf_counter()
     try:
@@ -683,6 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     run.add_argument("--max-hands", type=int, default=2, help="most hands to track (default 2)")
+    run.add_argument("--camera-pose-source", choices=("odometry", "static"), default="odometry",
+                     help="odometry: visual odometry tracks the camera (default); static: a fixed camera, no odometry")
     _add_hand_model_arguments(run)
     run.set_defaults(handler=run_run)
 
@@ -767,7 +771,12 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--depth-topic", default=None,
                          help="registered depth topic (default /camera/depth/image_raw, when the bag has it)")
     process.add_argument("--no-depth", action="store_true", help="RGB only: ignore depth (no metric map)")
-    process.add_argument("--world-frame", default="map", help="world frame of the outputs (default: map)")
+    process.add_argument("--world-frame", default="map",
+                         help="world frame of the outputs; with --camera-pose-source tf the TF frame the camera pose "
+                              "is looked up in (default: map)")
+    process.add_argument("--camera-pose-source", choices=("odometry", "tf", "static"), default="odometry",
+                         help="odometry (default); tf: the image frame's pose in --world-frame from the bag's /tf and "
+                              "/tf_static; static: a fixed camera, no odometry")
     process.add_argument("--map-period", type=float, default=1.0,
                          help="write the scene map every S seconds of bag time, and at the end (default 1)")
     process.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
