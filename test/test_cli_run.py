@@ -160,3 +160,17 @@ def test_intrinsics_file_is_rescaled_to_smaller_frames(sequence, tmp_path):
     camera, description = cli._run_camera(args, 120, 160)
     assert (camera.width, camera.height) == (160, 120)
     assert camera.fx == pytest.approx(default_camera(320, 240).fx / 2) and description["assumed"] is False
+
+
+def test_a_static_camera_runs_no_odometry(sequence, tmp_path, monkeypatch):
+    root, _ = sequence
+    monkeypatch.setattr(ego.RgbdOdometry, "track", lambda *args: pytest.fail("odometry ran"))
+    out = tmp_path / "out"
+    assert cli.main(["run", str(root / "rgb"), "--depth-dir", str(root / "depth"), "--out", str(out),
+                     "--max-frames", "3", "--camera-pose-source", "static"]) == 0  # fmt: skip
+    trajectory = np.genfromtxt(out / "camera_trajectory.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
+    assert len(trajectory) == 3 and set(trajectory["status"]) == {"camera pose from static"}
+    assert np.all([trajectory[name] == 0 for name in ("tx", "ty", "tz", "qx", "qy", "qz")])
+    assert json.loads((out / "summary.json").read_text())["map_points"] > 1000  # the fixed camera still maps
+    with pytest.raises(SystemExit):  # no TF offline: run offers odometry and static only
+        cli.build_parser().parse_args(["run", str(root / "rgb"), "--out", str(out), "--camera-pose-source", "tf"])
