@@ -195,6 +195,23 @@ def test_lifecycle_transitions(context, frames):
         node.destroy_node()
 
 
+def test_a_static_camera_stays_at_the_world_origin(context, frames):
+    listen = {"camera_odometry": (Odometry, 10), "/tf": (TFMessage, 50)}
+    rig = NodeHarness(context, _node(context, frames, camera_pose_source="static"), listen=listen)
+    try:
+        rig.wait_connected()
+        for count, frame in enumerate(frames[:3], start=1):  # the synthetic camera moves: odometry would follow it
+            rig.publish(frame_messages(frame))
+            assert rig.wait_for(lambda count=count: len(rig.messages("camera_odometry")) >= count)
+        for odometry in rig.messages("camera_odometry"):
+            position, orientation = odometry.pose.pose.position, odometry.pose.pose.orientation
+            assert (position.x, position.y, position.z, orientation.w) == (0.0, 0.0, 0.0, 1.0)
+        cameras = [t for m in rig.messages("/tf") for t in m.transforms if t.child_frame_id == CAMERA_FRAME]
+        assert len(cameras) == 3 and all(t.transform.translation.z == 0.0 for t in cameras)
+    finally:
+        rig.close()
+
+
 def test_configure_fails_cleanly_without_mano_files(context, frames, tmp_path):
     node = _node(context, frames, hand_model="mano", mano_dir=str(tmp_path))
     try:
@@ -209,7 +226,8 @@ def test_parameters_out_of_range_rejected(context, frames):
     node = _node(context, frames, autostart=False)
     try:
         for name, value in (("voxel_size_m", 0.0), ("max_hands", 9), ("map_publish_rate_hz", 100.0),
-                            ("qos_image", "FAST"), ("hand_model", "mesh")):  # fmt: skip
+                            ("qos_image", "FAST"), ("hand_model", "mesh"), ("camera_pose_source", "gps"),
+                            ("tf_timeout_s", 10.0)):  # fmt: skip
             (result,) = node.set_parameters([Parameter(name, value=value)])
             assert not result.successful, name
         (result,) = node.set_parameters([Parameter("map_publish_rate_hz", value=5.0)])

@@ -126,6 +126,7 @@ def test_node_parameter_arguments_override_the_file(params_file, tmp_path):
         hand_model="mano",
         mano_dir=str(mano),
         world_frame="map",
+        camera_pose_source="tf",
         use_sim_time="true",
     )
     assert spec.namespace == "/robot1"
@@ -135,6 +136,7 @@ def test_node_parameter_arguments_override_the_file(params_file, tmp_path):
         "hand_model": "mano",
         "mano_dir": str(mano.resolve()),
         "world_frame": "map",
+        "camera_pose_source": "tf",
     }
     # Later entries win in launch_ros: the file first, the overrides after it.
     assert isinstance(spec.parameters[0], str) and spec.parameters[1] == spec.parameter_overrides()
@@ -174,6 +176,7 @@ def test_rviz_falls_back_to_the_default_world_frame(tmp_path):
         ({"world_frame": "/world"}, r"world_frame:='/world' is not a TF frame id"),
         ({"world_frame": "my world"}, r"world_frame:='my world' is not a TF frame id"),
         ({"mano_dir": "/no/such/folder"}, r"mano_dir:='/no/such/folder' is not a folder"),
+        ({"camera_pose_source": "TF"}, r"camera_pose_source:='TF' is not one of: odometry, tf, static"),
         ({"hand_model": "mano"}, r"hand_model mano needs mano_dir"),
         ({"camera": "/cam"}, r"unknown launch argument\(s\) camera; the ego launch takes: namespace, "),
     ],
