@@ -21,12 +21,13 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .transforms import check_rigid_matrices, inverse_matrices
+from .transforms import inverse_matrices
 
 # How long dynamic transforms are kept (tf2_ros's default buffer length).
 DEFAULT_CACHE_TIME_S = 10.0
@@ -127,14 +128,22 @@ class TransformBuffer:
         self._edges: dict[str, _Edge] = {}  # child frame -> its link to the parent
         self._changed = threading.Condition()
 
-    def set_transform(self, parent: str, child: str, stamp_ns: int, matrix: np.ndarray, static: bool = False) -> None:
-        """Add T_parent_child at ``stamp_ns`` (ignored for a static one). A frame that gets another parent, or
-        turns from dynamic to static or back, starts a new history (the newest statement about it wins)."""
+    def set_transform(self, parent: str, child: str, stamp_ns: int, translation: Sequence[float],
+                      quaternion_xyzw: Sequence[float], static: bool = False) -> None:  # fmt: skip
+        """Add T_parent_child at ``stamp_ns`` (ignored for a static one), as TransformStamped carries it: a translation
+        and a quaternion (normalised here). A frame that gets another parent, or turns from dynamic to static or
+        back, starts a new history (the newest statement about it wins). ValueError for an unusable transform."""
         parent, child = _frame(parent), _frame(child)
         if parent == child:
             raise ValueError(f"a transform from {child!r} to itself is not an edge of the tree")
-        m = check_rigid_matrices(matrix, f"{parent} -> {child}", tol=1e-5)
-        translation, quaternion = m[:3, 3].copy(), Rotation.from_matrix(m[:3, :3]).as_quat()
+        translation = np.array(translation, dtype=np.float64)
+        quaternion = np.array(quaternion_xyzw, dtype=np.float64)
+        if translation.shape != (3,) or quaternion.shape != (4,):
+            raise ValueError(f"{parent} -> {child}: a translation has 3 values and a quaternion 4")
+        norm = float(np.linalg.norm(quaternion))
+        if not (np.all(np.isfinite(translation)) and np.isfinite(norm) and norm > 1e-9):
+            raise ValueError(f"{parent} -> {child} has non-finite values or a zero quaternion")
+        quaternion /= norm
         with self._changed:
             if static:
                 self._edges[child] = _Edge(parent, True, [int(stamp_ns)], [translation], [quaternion])

@@ -46,9 +46,10 @@ def add_tf_message(buffer: TransformBuffer, msg: TFMessage, static: bool) -> int
     as its own parent, non-finite or non-rigid values) and left out."""
     rejected = 0
     for transform in msg.transforms:
+        t, q = transform.transform.translation, transform.transform.rotation
         try:
             buffer.set_transform(transform.header.frame_id, transform.child_frame_id, time_ns(transform.header.stamp),
-                                 transform_matrix(transform), static)  # fmt: skip
+                                 (t.x, t.y, t.z), (q.x, q.y, q.z, q.w), static)  # fmt: skip
         except ValueError:
             rejected += 1
     return rejected
