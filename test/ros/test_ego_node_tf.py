@@ -93,8 +93,9 @@ def test_hands_in_the_tf_world_follow_the_tf_chain_and_a_frame_without_tf_is_ski
     try:
         rig.wait_connected()
         # The TF publisher is up once its transforms reach this process (the node listens beside this helper).
-        assert rig.wait_for(lambda: rig.messages("/tf_static") and rig.messages("/tf"), 30.0), \
-            tf_publisher.stdout.read() if tf_publisher.poll() is not None else "no TF from the publisher"
+        heard = rig.wait_for(lambda: rig.messages("/tf_static") and rig.messages("/tf"), 30.0)
+        assert heard, "no TF from the publisher process" + (f": {tf_publisher.stdout.read()}"
+                                                            if tf_publisher.poll() is not None else "")
         for frame in frames:
             count = len(rig.messages("hands"))
             rig.publish(frame_messages(frame))
