@@ -104,11 +104,11 @@ def _camera_from_args(args: argparse.Namespace, height: int, width: int):
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    """Detect hands in one image and place them metrically in the camera frame."""
+    """Detect hands in one image and estimate each in the camera frame (the ego pipeline's per-frame estimate)."""
     import numpy as np
 
     from .backends.mediapipe_hands import MediaPipeHandDetector, MediaPipeUnavailableError
-    from .core.placement import place_hand
+    from .pipelines.ego import EgoConfig, hand_estimator
 
     image = _load_rgb(args.image)
     height, width = image.shape[:2]
@@ -117,25 +117,26 @@ def run_detect(args: argparse.Namespace) -> int:
     try:
         with MediaPipeHandDetector(max_hands=args.max_hands, mode="image") as detector:
             detections = detector.detect(image)
+            estimator = hand_estimator(EgoConfig(max_hands=args.max_hands), detector)
     except MediaPipeUnavailableError as error:
         print(f"hand-scene detect: error: {error}", file=sys.stderr)
         return 2
     hands = []
     for detection in detections:
-        placement = place_hand(
-            camera, detection.landmarks_px, detection.world_landmarks_m, detection.side, depth_m=depth
-        )
+        try:
+            fit = estimator.estimate(detection, camera, depth)
+        except ValueError:  # landmarks that cannot be placed (an inconsistent detection): not reported
+            continue
         hands.append(
             {
                 "side": detection.side.value,
                 "score": round(detection.score, 4),
                 "landmarks_px": np.round(detection.landmarks_px, 2).tolist(),
-                "joints_cam_m": np.round(placement.joints_cam_m, 5).tolist(),
-                "wrist_m": np.round(placement.joints_cam_m[0], 5).tolist(),
-                "wrist_pose": np.round(placement.wrist_pose, 6).tolist(),
-                "reprojection_error_px": round(placement.reprojection_error_px, 3),
-                "depth_scale": round(placement.scale, 4),
-                "depth_inliers": placement.depth_inliers,
+                "joints_cam_m": np.round(fit.joints_cam, 5).tolist(),
+                "wrist_m": np.round(fit.joints_cam[0], 5).tolist(),
+                "wrist_pose": np.round(fit.wrist_pose, 6).tolist(),
+                "model_pose": np.round(fit.pose, 6).tolist(),
+                "reprojection_error_px": round(float(fit.reprojection_error_px or 0.0), 3),
             }
         )
     report = {
@@ -431,8 +432,55 @@ def run_run(args: argparse.Namespace) -> int:
     return 130 if outcome == "interrupted" else 0
 
 
+def run_eval_real(args: argparse.Namespace) -> int:
+    """The ego pipeline, its per-image path and its raw detector on real frames: against the ground truth of a
+    ``ground_truth.npz`` folder, or (a video or image folder without labels) against each other."""
+    from .datasets.ground_truth import GROUND_TRUTH_FILE, load_real_sequence
+    from .pipelines.ego import EgoConfig
+    from .pipelines.real_eval import consistency, evaluate_real, mediapipe_factory, run_estimates
+
+    if args.path is None:
+        raise ValueError("eval real needs a folder (frames/ + ground_truth.npz) or a video / image folder")
+    config = EgoConfig(max_hands=args.max_hands, hand_model=args.hand_model,
+                       mano_dir=str(args.mano_dir) if args.mano_dir else None)
+    if (args.path / GROUND_TRUTH_FILE).is_file():
+        sequence = load_real_sequence(args.path, with_depth=args.depth)
+        progress = _Progress(len(sequence.frames), command="eval real")
+        report = evaluate_real(sequence, args.depth, config, progress=lambda done: progress.update(done, None))
+        progress.update(len(sequence.frames), None, final=True)
+        return _print_report({"input": str(args.path), **report}, args.json)
+    if args.depth:
+        raise ValueError(f"--depth needs the ground-truth layout ({GROUND_TRUTH_FILE}, depth/) in {args.path}")
+    source = _open_run_input(args.path, args.fps, args.max_frames)
+    camera, intrinsics = _camera_from_args(args, source.height, source.width)
+    frames = ((rgb, camera, None) for _, _, rgb in source.frames)
+    try:
+        estimates = run_estimates(frames, source.fps, mediapipe_factory(config.max_hands), config)
+    finally:
+        source.close()
+    return _print_report({"input": str(args.path), "intrinsics": intrinsics, **consistency(estimates)}, args.json)
+
+
+def run_convert_gt(args: argparse.Namespace) -> int:
+    """Convert a public dataset's files into the ground-truth layout that ``eval real`` reads."""
+    from .datasets.converters import convert_fphab, convert_ge2019, convert_interhand
+
+    if args.dataset == "fphab":
+        if args.skeleton is None:
+            raise ValueError("fphab needs --skeleton PATH (the sequence's skeleton.txt)")
+        path = convert_fphab(args.source, args.skeleton, args.out, with_depth=not args.no_depth)
+    elif args.dataset == "ge2019":
+        path = convert_ge2019(args.source, args.out, crops=args.crops)
+    else:
+        path = convert_interhand(args.source, args.out)
+    print(f"convert-gt: wrote {path} and {args.out / 'frames'}")
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate a pipeline on generated sequences with ground truth and print the metrics."""
+    if args.system == "real":
+        return run_eval_real(args)
     if args.system == "multiview":
         from .pipelines.multiview_eval import evaluate_multiview
 
@@ -690,8 +738,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hand_model_arguments(run)
     run.set_defaults(handler=run_run)
 
-    evaluate = commands.add_parser("eval", help="measure a pipeline on synthetic sequences with ground truth")
-    evaluate.add_argument("system", choices=("ego", "multiview"), help="which pipeline")
+    evaluate = commands.add_parser("eval", help="measure a pipeline on synthetic sequences or real ground truth")
+    evaluate.add_argument("system", choices=("ego", "multiview", "real"),
+                          help="which pipeline: ego / multiview on generated sequences, or real: the ego pipeline on "
+                               "real frames (see `convert-gt`)")
+    evaluate.add_argument("path", type=Path, nargs="?", default=None,
+                          help="real: a folder with frames/ and ground_truth.npz, or a video / image folder without "
+                               "labels (then only the checks that need none)")
+    evaluate.add_argument("--depth", action="store_true", help="real: use the folder's aligned depth/ images")
+    evaluate.add_argument("--max-hands", type=int, default=2, help="real: most hands per frame (default 2)")
+    evaluate.add_argument("--fps", type=float, default=None, help="real, unlabelled video: frame rate for stamps")
+    evaluate.add_argument("--max-frames", type=int, default=None, help="real, unlabelled video: stop after N frames")
+    _add_intrinsics_arguments(evaluate)
+    _add_hand_model_arguments(evaluate)
     evaluate.add_argument("--oracle", action="store_true", help="ground-truth landmarks + pixel noise, no detector")
     evaluate.add_argument("--noise-px", type=float, default=2.0, help="oracle landmark noise, pixels (default 2)")
     evaluate.add_argument("--no-depth", action="store_true", help="RGB only: monocular odometry, no map")
@@ -705,6 +764,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="multiview: cameras publish their true intrinsics (default: all estimated)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=run_eval)
+
+    convert = commands.add_parser("convert-gt", help="convert a public hand dataset to the layout `eval real` reads")
+    convert.add_argument("dataset", choices=("fphab", "ge2019", "interhand"),
+                         help="fphab: one FPHAB sequence folder (color/, depth/) + --skeleton; ge2019: the real-world "
+                              "test set of Ge et al. 2019 (images/, params.mat, pose_gt.mat); interhand: "
+                              "InterHand2.6M-format json files beside their images")
+    convert.add_argument("source", type=Path, help="the dataset folder")
+    convert.add_argument("out", type=Path, help="output folder (frames/, depth/, ground_truth.npz)")
+    convert.add_argument("--skeleton", type=Path, default=None, help="fphab: the sequence's skeleton.txt")
+    convert.add_argument("--no-depth", action="store_true", help="fphab: colour frames only")
+    convert.add_argument("--crops", action="store_true",
+                         help="ge2019: keep the 256x256 crops with per-frame intrinsics (default: paste them back "
+                              "into 1280x720 frames with the video's intrinsics)")
+    convert.set_defaults(handler=run_convert_gt)
 
     bench = commands.add_parser("bench", help="speed of a pipeline against its reference, in one run")
     bench.add_argument("system", choices=("ego", "multiview", "synth", "ros-ego", "ros-soak"),

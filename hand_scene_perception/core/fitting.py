@@ -383,6 +383,13 @@ class HandFitter:
             effect=effect,
         )
 
+    def rest_joints(self, side: HandSide | str, shape: np.ndarray | None = None) -> np.ndarray:
+        """(21, 3) joints of the unposed model at ``shape`` (None: the average hand), from the linearised skeleton."""
+        skeleton = self._skeletons[HandSide.parse(side)]
+        if shape is None:
+            return skeleton.rest.copy()
+        return skeleton.rest + np.tensordot(np.asarray(shape, dtype=np.float64), skeleton.shape_jac, axes=1)
+
     def joint_axes(self, side: HandSide | str) -> np.ndarray:
         """(16, 3, 3) local joint axes the fitter uses for ``side`` (pose_j = axes_j @ local angles_j)."""
         return self._skeletons[HandSide.parse(side)].axes.copy()
@@ -397,6 +404,7 @@ class HandFitter:
         landmark_weights: np.ndarray | None = None,
         with_mesh: bool = True,
         ray_sigma_m: np.ndarray | None = None,
+        sigma_2d_px: float | None = None,
     ) -> FitResult:
         """Fit one hand (module notes: the method).
 
@@ -410,10 +418,12 @@ class HandFitter:
         joints; ``vertices_cam`` is then None.
         ray_sigma_m: (21,) noise of each 3D target along its viewing ray, metres (``inf``: the target says nothing
         about depth); None: ``sigma_ray_m`` for all.
+        sigma_2d_px: this hand's landmark noise (None: the fitter's ``sigma_2d_px``); the Huber threshold scales
+        with it. A detector's pixel error grows with the hand's size in the image.
         """
         side = HandSide.parse(side)
         skeleton = self._skeletons[side]
-        obs = self._observations(target_joints_cam, landmarks_px, camera, landmark_weights, ray_sigma_m)
+        obs = self._observations(target_joints_cam, landmarks_px, camera, landmark_weights, ray_sigma_m, sigma_2d_px)
         if previous is not None and previous.side is not side:
             previous = None
         axes = skeleton.axes[_CHAIN_ROWS]
@@ -463,8 +473,12 @@ class HandFitter:
         camera: PinholeCamera | None,
         landmark_weights: np.ndarray | None,
         ray_sigma_m: np.ndarray | None = None,
+        sigma_2d_px: float | None = None,
     ) -> _Observations:
         """Validate the inputs and turn them into residual weights (zero for missing joints)."""
+        sigma_2d = self.sigma_2d_px if sigma_2d_px is None else float(sigma_2d_px)
+        if not (np.isfinite(sigma_2d) and sigma_2d > 0):
+            raise ValueError(f"sigma_2d_px must be positive, got {sigma_2d_px}")
         targets = np.array(target_joints_cam, dtype=np.float64)
         if targets.shape != (NUM_JOINTS, 3):
             raise ValueError(f"target_joints_cam must have shape ({NUM_JOINTS}, 3), got {targets.shape}")
@@ -484,7 +498,7 @@ class HandFitter:
             xy = camera.undistort_points(pixels)
             valid2 = np.all(np.isfinite(xy), axis=1) & (weights > 0)
             xy[~valid2] = 0.0
-            w2 = np.where(valid2, np.sqrt(weights) / self.sigma_2d_px, 0.0)
+            w2 = np.where(valid2, np.sqrt(weights) / sigma_2d, 0.0)
             focal = np.array([camera.fx, camera.fy])
         sigma_ray = np.full(NUM_JOINTS, self.sigma_ray_m) if ray_sigma_m is None else np.array(ray_sigma_m, float)
         if sigma_ray.shape != (NUM_JOINTS,) or np.any(np.isnan(sigma_ray)) or np.any(sigma_ray <= 0):
@@ -503,7 +517,7 @@ class HandFitter:
             xy=xy,
             w2=w2,
             focal=focal,
-            huber_px=self.huber_px,
+            huber_px=self.huber_px * sigma_2d / self.sigma_2d_px,
         )
 
     def _shape(self, skeleton: _Skeleton, obs: _Observations, previous: FitResult | None) -> tuple[np.ndarray, int]:
@@ -679,6 +693,24 @@ class HandFitter:
             return np.clip(params + step.reshape(5, 3, 3), lower, upper)
 
         return _levenberg_marquardt(local, evaluate, retract, self.iterations)
+
+
+def retarget_bone_lengths(joints: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``joints`` (21, 3) with every bone's direction kept and its length taken from ``reference`` (21, 3).
+
+    Walks down the kinematic tree from the wrist, so a detector's articulation (its bone directions) is kept
+    while its proportions are replaced: the embedded detector's bone directions are good on real hands and its
+    lengths are not (module notes of pipelines/hand_estimate.py)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    out = joints.copy()
+    for child, parent in enumerate(MEDIAPIPE_PARENTS):
+        if parent < 0:
+            continue
+        bone = joints[child] - joints[parent]
+        length = float(np.linalg.norm(reference[child] - reference[parent]))
+        out[child] = out[parent] + bone * (length / max(float(np.linalg.norm(bone)), _EPS))
+    return out
 
 
 def _reprojection_error(

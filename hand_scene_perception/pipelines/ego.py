@@ -44,45 +44,22 @@ from ..core.camera import CAMERA_POSE_SOURCES, PinholeCamera
 from ..core.contacts import Contact, find_map_contacts, hand_regions
 from ..core.depth import aligned_depth_metres
 from ..core.detections import HandDetection
-from ..core.filters import OneEuroParams
-from ..core.fitting import PALM_JOINTS, FitResult, HandFitter
-from ..core.hand_model import NUM_JOINTS, HandModel, HandSide, create_hand_model
+from ..core.fitting import FitResult
+from ..core.hand_model import HandModel, HandSide, create_hand_model
 from ..core.hand_model.wrist_frame import wrist_frame_from_joints
 from ..core.hand_state import HandState, transformed_state
 from ..core.images import as_rgb8
 from ..core.mapping import FrameCloud, VoxelMap
 from ..core.odometry import MonocularOdometry, OdometryResult, RgbdOdometry
-from ..core.placement import lift_joints_to_depth, place_hand
 from ..core.tracking import HandObservation, HandTracker, TrackerConfig
 from ..core.transforms import check_rigid_matrices
+from .hand_estimate import EMBEDDED_SIZE_SIGMA, HandEstimator
 
 NS_PER_S = 1e9
 # Forearm band masked beyond the wrist, in wrist-to-middle-knuckle lengths: without depth, a guess along the
 # hand's axis that reaches the image border; with depth, only the wrist (core/arm_mask finds the arm itself).
 FOREARM_LENGTHS = 5.0
 FOREARM_LENGTHS_WITH_DEPTH = 1.0
-# The embedded MediaPipe's metric hand size: per-frame palm size ±30 %, uncorrelated with the true size
-# (synthetic sequences, r = -0.1), so placement leans on the average hand (core/placement.py, hand size).
-EMBEDDED_SIZE_SIGMA = 0.3
-# Such a detector's hand-centred joints are not trusted for proportions or finger depths either: its bone lengths
-# set a shape with fingers ~20 % short, and its depths of bent fingers are centimetres off along the viewing
-# ray (synthetic RGB-D grasps). The fitter then keeps the average hand's shape, and takes each digit joint's
-# depth from the bone lengths, the 2D landmarks and the joint limits, or from the depth image where it is
-# lifted (core/placement.py lift_joints_to_depth), whose along-ray noise is LIFTED_SIGMA_M. RGB-D benchmark
-# C-MPJPE 23.8 -> 17.5 mm (average shape, free finger depths, knuckles and PIPs lifted) -> 14.2 (wrist lifted too).
-LIFTED_SIGMA_M = 0.003
-# Without depth such a hand's distance is the average hand's size against its landmarks' 2D extent (the fitter's
-# root pose on the landmarks alone: a PnP), and those landmarks sit elsewhere than the model's joints: the wrist
-# up the forearm and the thumb CMC off too (21 and 17 px mean error on synthetic renders, the knuckles 5-7 px), so
-# they count MONO_WRIST_WEIGHT and MONO_CMC_WEIGHT; the knuckles spread wider than the model's MCP joints project
-# (knuckle spacing x1.05-1.09 on synthetic renders), which puts the hand too close, so the fit sees the landmarks
-# pulled toward the knuckles' centre by EMBEDDED_LANDMARK_SPREAD. Mono benchmark C-MPJPE 64.5 -> 56.0 mm (average
-# shape, free finger depths) -> 48.4 (PnP on the average hand) -> 39.5 (spread, wrist 0.1) -> 31.7 (wrist 0.5,
-# CMC 0.2). With depth neither weights nor spread help (the sensor gives the distance): +0.6 mm C-MPJPE.
-MONO_WRIST_WEIGHT = 0.5
-MONO_CMC_WEIGHT = 0.2
-EMBEDDED_LANDMARK_SPREAD = 1.06
-_ROOT_JOINTS = (*PALM_JOINTS, 1)  # move rigidly with the palm: their depths set the hand's placement
 
 
 class HandDetector(Protocol):
@@ -111,7 +88,8 @@ class EgoConfig:
     detector_size_sigma: float | None = None
     # Expected change of a finger joint's angles between frames (core/fitting.py temporal_sigma_rad): on the RGB-D
     # benchmark 0.3 -> 0.07 rad took Acc Err 3.9 -> 2.6 mm/frame² and C-MPJPE 14.2 -> 13.2 mm (a grasp moves a
-    # finger joint ~0.03 rad per frame at 30 Hz, so this holds no real motion back).
+    # finger joint ~0.03 rad per frame at 30 Hz, so this holds no real motion back); on real video (RGB) no prior ->
+    # 0.07 took Acc Err 16.7 -> 16.4 mm/frame² at the same C-MPJPE.
     fit_temporal_sigma_rad: float = 0.07
     # With depth: move the wrist, knuckles and PIPs onto the depth image before fitting (core/placement.py), unless the
     # detector's metric output is exact (detector_size_sigma 0: its own joints are better than the depth's).
@@ -124,9 +102,12 @@ class EgoConfig:
     tracker: TrackerConfig = field(
         default_factory=lambda: TrackerConfig(
             filters={
-                # Radian-valued keys: a 3 rad/s finger motion opens the cutoff to about 5 Hz.
-                "rotation": OneEuroParams(min_cutoff=1.0, beta=1.5),
-                "articulation": OneEuroParams(min_cutoff=1.0, beta=1.5),
+                # No One-Euro filter on the angles: on real video with 3D ground truth it lagged the hand (C-MPJPE
+                # 28.4 -> 31.7 mm, RR 19.0 -> 23.5) for little smoothing (Acc Err 16.4 -> 17.6 mm/frame²); the
+                # fitter's temporal prior already keeps the angles steady. The wrist keeps the default position
+                # filter (real video: Acc Err 19.2 -> 16.4 mm/frame² for +0.8 mm C-MPJPE).
+                "rotation": None,
+                "articulation": None,
                 # The fitter already keeps a running average of the shape (core/fitting.py shape_rate), and
                 # the articulation is fitted with that shape: a second, slower filter here held the first
                 # frames' noisy shape and posed the filtered angles on other bones (+5 mm C-MPJPE).
@@ -250,12 +231,14 @@ def hand_pixel_mask(
     return mask.astype(bool)
 
 
-def _toward_knuckles(landmarks_px: np.ndarray) -> np.ndarray:
-    """Landmarks pulled toward the four knuckles' centre by EMBEDDED_LANDMARK_SPREAD (see there: why)."""
-    knuckles = landmarks_px[[5, 9, 13, 17]]
-    finite = np.all(np.isfinite(knuckles), axis=1)
-    centre = knuckles[finite].mean(axis=0) if finite.any() else np.nanmean(landmarks_px, axis=0)
-    return centre + (landmarks_px - centre) / EMBEDDED_LANDMARK_SPREAD
+def hand_estimator(config: EgoConfig, detector: object, model: HandModel | None = None) -> HandEstimator:
+    """The per-frame estimate for ``detector``: its metric-size uncertainty is ``config.detector_size_sigma``,
+    else the detector's own ``metric_size_sigma``, else the embedded detector's."""
+    size_sigma = config.detector_size_sigma
+    if size_sigma is None:
+        size_sigma = float(getattr(detector, "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
+    return HandEstimator(model or config.hand_model, config.mano_dir, size_sigma, config.fit_temporal_sigma_rad,
+                         config.lift_joints_to_depth)
 
 
 def _orthonormal(matrix: np.ndarray) -> np.ndarray:
@@ -285,19 +268,7 @@ class EgoPipeline:
 
             detector = MediaPipeHandDetector(max_hands=self.config.max_hands, mode="video")
         self.detector = detector
-        self._size_sigma = self.config.detector_size_sigma
-        if self._size_sigma is None:
-            self._size_sigma = float(getattr(detector, "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
-        # A detector of exact metric size (oracle, a learned metric backend) is trusted for shape and finger depths.
-        trusted = self._size_sigma == 0
-        self._trusted = trusted
-        self._lift = self.config.lift_joints_to_depth and not trusted
-        self.fitter = HandFitter(self.model, fit_shape=trusted, temporal_sigma_rad=self.config.fit_temporal_sigma_rad)
-        self._ray_sigma = np.full(NUM_JOINTS, self.fitter.sigma_ray_m if trusted else np.inf)
-        self._ray_sigma[list(_ROOT_JOINTS)] = self.fitter.sigma_ray_m
-        self._mono_weights = np.ones(NUM_JOINTS)
-        self._mono_weights[0] = MONO_WRIST_WEIGHT
-        self._mono_weights[1] = MONO_CMC_WEIGHT
+        self.estimator = hand_estimator(self.config, detector, self.model)
         self.map = VoxelMap(self.config.voxel_size_m, self.config.max_voxels)
         self._regions = {side: hand_regions(self.model, side) for side in HandSide}
         self._clock = clock
@@ -539,21 +510,8 @@ class EgoPipeline:
         fits: list[tuple[HandDetection, FitResult]] = []
         for detection in detections:
             try:
-                placement = place_hand(camera, detection.landmarks_px, detection.world_landmarks_m, detection.side,
-                                       depth_m=depth, size_sigma=self._size_sigma)
-                previous = self._previous_fit(detection.side, placement.joints_cam_m[0])
-                targets, ray_sigma = placement.joints_cam_m, self._ray_sigma
-                landmarks, weights = detection.landmarks_px, None
-                if depth is None and not self._trusted:  # the average hand against the landmarks (a PnP)
-                    landmarks, weights = _toward_knuckles(landmarks), self._mono_weights
-                    ray_sigma = np.full(NUM_JOINTS, np.inf)
-                if depth is not None and self._lift:
-                    targets, lifted = lift_joints_to_depth(camera, detection.landmarks_px, targets, depth,
-                                                           detection.side)
-                    ray_sigma = np.where(lifted, LIFTED_SIGMA_M, ray_sigma)
-                fit = self.fitter.fit(targets, detection.side, landmarks, camera, previous, weights,
-                                      with_mesh=False,  # _posed_state re-poses the mesh after filtering
-                                      ray_sigma_m=ray_sigma)
+                fit = self.estimator.estimate(detection, camera, depth,
+                                              lambda wrist, side=detection.side: self._previous_fit(side, wrist))
             except ValueError:
                 continue
             fits.append((detection, fit))

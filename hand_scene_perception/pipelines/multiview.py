@@ -48,7 +48,8 @@ from ..core.rig_calibration import (
     RigState,
     guessed_camera,
 )
-from .ego import EMBEDDED_SIZE_SIGMA, HandDetector
+from .ego import HandDetector
+from .hand_estimate import EMBEDDED_SIZE_SIGMA
 
 LOG = logging.getLogger(__name__)
 # Niceness of the background bundle-adjustment thread (0 = same as the detectors).
