@@ -268,3 +268,141 @@ def test_benchmark_reports_timings(model):
     report = benchmark_fit(n=6, model=model)
     assert report["fits"] == 6 and 0 < report["ms_p50"] <= report["ms_p90"]
     assert report["joint_error_mm_mean"] < 15.0
+
+
+# ------------------------------------------------------------------ bone retargeting, per-call 2D noise, rest joints
+
+
+def _bones(joints):
+    from hand_scene_perception.core.hand_model import MEDIAPIPE_PARENTS
+
+    pairs = np.array([(p, c) for c, p in enumerate(MEDIAPIPE_PARENTS) if p >= 0])
+    return joints[pairs[:, 1]] - joints[pairs[:, 0]]
+
+
+def test_retarget_bone_lengths_keeps_directions_and_the_wrist(model, fitter):
+    from hand_scene_perception.core.fitting import retarget_bone_lengths
+
+    rng = np.random.default_rng(11)
+    joints = _hand(model, fitter, "right", rng, spread=0.6)
+    # a detector-like skeleton: the same directions, every bone stretched or shrunk by its own factor
+    reference = model.forward(np.zeros((16, 3)), rng.normal(0.0, 0.1, model.num_shape_params), "right").joints[0]
+    reference = reference.astype(np.float64) * 1.2 + [0.3, -0.2, 1.0]  # placement of the reference is irrelevant
+    before = joints.copy()
+    out = retarget_bone_lengths(joints, reference)
+    np.testing.assert_array_equal(joints, before)  # input untouched
+    assert out.shape == (21, 3)
+    np.testing.assert_allclose(out[0], joints[0], atol=1e-12)
+    ref_lengths = np.linalg.norm(_bones(reference), axis=1)
+    assert not np.allclose(np.linalg.norm(_bones(joints), axis=1), ref_lengths, rtol=0.05)  # a real change
+    np.testing.assert_allclose(np.linalg.norm(_bones(out), axis=1), ref_lengths, rtol=1e-9)
+    unit = _bones(joints) / np.linalg.norm(_bones(joints), axis=1, keepdims=True)
+    out_unit = _bones(out) / np.linalg.norm(_bones(out), axis=1, keepdims=True)
+    np.testing.assert_allclose(out_unit, unit, atol=1e-9)
+
+
+def test_retarget_bone_lengths_is_the_identity_for_equal_lengths(model, fitter):
+    from hand_scene_perception.core.fitting import retarget_bone_lengths
+
+    rng = np.random.default_rng(12)
+    joints = _hand(model, fitter, "left", rng)
+    # the same skeleton rotated and moved: equal bone lengths, other directions
+    reference = joints @ Rotation.from_rotvec([0.4, -1.1, 0.3]).as_matrix().T + [0.1, 0.2, -0.3]
+    np.testing.assert_allclose(retarget_bone_lengths(joints, reference), joints, atol=1e-12)
+    np.testing.assert_allclose(retarget_bone_lengths(joints, joints), joints, atol=1e-12)
+    # lists work too
+    np.testing.assert_allclose(retarget_bone_lengths(joints.tolist(), reference.tolist()), joints, atol=1e-12)
+
+
+def test_retarget_bone_lengths_moves_a_whole_chain_with_its_bone(model, fitter):
+    from hand_scene_perception.core.fitting import retarget_bone_lengths
+
+    rng = np.random.default_rng(13)
+    joints = _hand(model, fitter, "right", rng)
+    reference = joints.copy()
+    # only the index proximal phalanx (MCP 5 -> PIP 6) is 1 cm longer in the reference
+    direction = (joints[6] - joints[5]) / np.linalg.norm(joints[6] - joints[5])
+    reference[6:9] += 0.01 * direction
+    out = retarget_bone_lengths(joints, reference)
+    np.testing.assert_allclose(out[6:9], joints[6:9] + 0.01 * direction, atol=1e-12)  # PIP, DIP, tip shift along
+    others = [j for j in range(21) if j not in (6, 7, 8)]
+    np.testing.assert_allclose(out[others], joints[others], atol=1e-12)
+
+
+def _disagreeing_hand(model, fitter, seed):
+    """True joints as 3D targets and landmarks whose fingertips and DIPs are moved (12, -6) px off them."""
+    rng = np.random.default_rng(seed)
+    truth = model.forward(random_pose(fitter, "right", rng, 0.5), None, "right", np.array([0.02, 0.01, 0.45]))
+    truth = truth.joints[0].astype(np.float64)
+    landmarks = CAMERA.project(truth)
+    landmarks[[3, 4, 7, 8, 11, 12, 15, 16, 19, 20]] += [12.0, -6.0]
+    return truth, landmarks
+
+
+@pytest.mark.parametrize("seed", [0, 2, 5])
+def test_larger_per_call_2d_sigma_follows_the_3d_targets(model, fitter, seed):
+    # measured (seeds 0-7): sigma 1 px: joint error 2.9-5.4 mm, reprojection 1.4-4.2 px; sigma 100 px: joint error
+    # <= 0.12 mm, reprojection 6.3-6.5 px (the landmarks' offset averaged over all joints)
+    truth, landmarks = _disagreeing_hand(model, fitter, seed)
+    tight = fitter.fit(truth, "right", landmarks, CAMERA, sigma_2d_px=1.0)
+    loose = fitter.fit(truth, "right", landmarks, CAMERA, sigma_2d_px=100.0)
+    assert loose.joint_error_m < 0.0004 < 0.002 < tight.joint_error_m
+    assert tight.reprojection_error_px < loose.reprojection_error_px - 1.5
+    np.testing.assert_allclose(loose.joints_cam, truth, atol=0.002)
+    assert fitter.sigma_2d_px == 2.0  # the per-call value does not stick
+
+
+def test_per_call_2d_sigma_equals_a_fitter_built_with_it(model, fitter):
+    truth, landmarks = _disagreeing_hand(model, fitter, 1)
+    default = fitter.fit(truth, "right", landmarks, CAMERA)
+    np.testing.assert_allclose(
+        fitter.fit(truth, "right", landmarks, CAMERA, sigma_2d_px=None).joints_cam, default.joints_cam, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        fitter.fit(truth, "right", landmarks, CAMERA, sigma_2d_px=2.0).joints_cam, default.joints_cam, atol=1e-12
+    )
+    # the Huber threshold scales with the per-call sigma: 7 px per call = a fitter built with 7 px and huber 6 * 7 / 2
+    per_call = fitter.fit(truth, "right", landmarks, CAMERA, sigma_2d_px=7.0)
+    built = HandFitter(model, sigma_2d_px=7.0, huber_px=21.0).fit(truth, "right", landmarks, CAMERA)
+    np.testing.assert_allclose(per_call.joints_cam, built.joints_cam, atol=1e-9)
+    assert not np.allclose(per_call.joints_cam, default.joints_cam, atol=1e-4)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf"), -float("inf")])
+def test_invalid_per_call_2d_sigma_raises(model, fitter, value):
+    truth, landmarks = _disagreeing_hand(model, fitter, 0)
+    with pytest.raises(ValueError, match="sigma_2d_px must be positive"):
+        fitter.fit(truth, "right", landmarks, CAMERA, sigma_2d_px=value)
+    with pytest.raises(ValueError, match="sigma_2d_px must be positive"):
+        fitter.fit(truth, "right", sigma_2d_px=value)
+
+
+def test_rest_joints_are_the_models_unposed_joints(model, fitter):
+    zero_pose = np.zeros((16, 3))
+    for side in (HandSide.RIGHT, HandSide.LEFT):
+        rest = fitter.rest_joints(side)
+        assert rest.shape == (21, 3) and rest.dtype == np.float64
+        np.testing.assert_allclose(rest, model.forward(zero_pose, None, side).joints[0], atol=1e-6)
+        np.testing.assert_allclose(fitter.rest_joints(side.value.upper()), rest)  # side as a string
+    assert not np.allclose(fitter.rest_joints("left"), fitter.rest_joints("right"), atol=1e-3)
+    # a copy: changing it does not change the fitter
+    rest = fitter.rest_joints("right")
+    rest[:] = 0.0
+    assert np.linalg.norm(fitter.rest_joints("right")[9] - fitter.rest_joints("right")[0]) > 0.05
+
+
+def test_rest_joints_follow_the_shape_linearly(model, fitter):
+    # measured: the linearised skeleton is within 0.06 mm of the model for shape sigma 0.03, 0.15 mm for 0.1
+    rng = np.random.default_rng(14)
+    shape = rng.normal(0.0, 0.03, model.num_shape_params)
+    rest = fitter.rest_joints("right", shape)
+    np.testing.assert_allclose(rest, model.forward(np.zeros((16, 3)), shape, "right").joints[0], atol=2e-4)
+    assert np.abs(rest - fitter.rest_joints("right")).max() > 1e-3  # the shape did change it
+    np.testing.assert_allclose(
+        fitter.rest_joints("right", np.zeros(model.num_shape_params)), fitter.rest_joints("right"), atol=1e-12
+    )
+    # the scale parameter (row 0) makes the hand larger
+    scale = np.zeros(model.num_shape_params)
+    scale[0] = 0.1
+    scaled, rest = fitter.rest_joints("right", scale), fitter.rest_joints("right")
+    assert np.linalg.norm(scaled[9] - scaled[0]) == pytest.approx(1.1 * np.linalg.norm(rest[9] - rest[0]), rel=0.01)
