@@ -443,10 +443,21 @@ def run_eval_real(args: argparse.Namespace) -> int:
         raise ValueError("eval real needs a folder (frames/ + ground_truth.npz) or a video / image folder")
     config = EgoConfig(max_hands=args.max_hands, hand_model=args.hand_model,
                        mano_dir=str(args.mano_dir) if args.mano_dir else None)
-    if (args.path / GROUND_TRUTH_FILE).is_file():
+    has_truth = (args.path / GROUND_TRUTH_FILE).is_file()
+    if args.retarget_urdf_dir is not None and not has_truth:
+        raise ValueError(f"--retarget-urdf-dir compares with the ground truth: {args.path} has no {GROUND_TRUTH_FILE}")
+    if has_truth:
         sequence = load_real_sequence(args.path, with_depth=args.depth)
         progress = _Progress(len(sequence.frames), command="eval real")
-        report = evaluate_real(sequence, args.depth, config, progress=lambda done: progress.update(done, None))
+        if args.retarget_urdf_dir is not None:
+            from .pipelines.retarget_eval import dex_factory, evaluate_real_with_retargeting
+
+            robots = [name.strip() for name in args.retarget_robots.split(",") if name.strip()]
+            factory = dex_factory(args.retarget_urdf_dir, robots)  # fails before any frame is processed
+            report = evaluate_real_with_retargeting(sequence, factory, robots, args.depth, config,
+                                                    progress=lambda done: progress.update(done, None))
+        else:
+            report = evaluate_real(sequence, args.depth, config, progress=lambda done: progress.update(done, None))
         progress.update(len(sequence.frames), None, final=True)
         return _print_report({"input": str(args.path), **report}, args.json)
     if args.depth:
@@ -749,6 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-hands", type=int, default=2, help="real: most hands per frame (default 2)")
     evaluate.add_argument("--fps", type=float, default=None, help="real, unlabelled video: frame rate for stamps")
     evaluate.add_argument("--max-frames", type=int, default=None, help="real, unlabelled video: stop after N frames")
+    evaluate.add_argument("--retarget-urdf-dir", type=Path, default=None,
+                          help="real: dex-urdf's robots/ folder; adds robot joint commands (dex-retargeting) vs the "
+                               "ground truth's to the report (key retargeting)")
+    evaluate.add_argument("--retarget-robots", default="allegro,shadow",
+                          help="real, with --retarget-urdf-dir: dex-retargeting robots, comma-separated "
+                               "(default allegro,shadow)")
     _add_intrinsics_arguments(evaluate)
     _add_hand_model_arguments(evaluate)
     evaluate.add_argument("--oracle", action="store_true", help="ground-truth landmarks + pixel noise, no detector")
