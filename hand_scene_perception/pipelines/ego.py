@@ -264,9 +264,10 @@ class EgoPipeline:
         self.config = config or EgoConfig()
         self.model = model or create_hand_model(self.config.hand_model, mano_dir=self.config.mano_dir)
         if detector is None:
+            from ..backends.crop_redetect import CropRedetectDetector
             from ..backends.mediapipe_hands import MediaPipeHandDetector
 
-            detector = MediaPipeHandDetector(max_hands=self.config.max_hands, mode="video")
+            detector = CropRedetectDetector(MediaPipeHandDetector(max_hands=self.config.max_hands, mode="video"))
         self.detector = detector
         self.estimator = hand_estimator(self.config, detector, self.model)
         self.map = VoxelMap(self.config.voxel_size_m, self.config.max_voxels)

@@ -36,7 +36,7 @@ from ..core.metrics import M_TO_MM, auc_pck, procrustes_align
 from ..core.placement import solve_translation
 from ..datasets.ground_truth import RealSequence
 from .ego import EgoConfig, EgoFrame, EgoPipeline, HandDetector, hand_estimator
-from .hand_estimate import HandEstimator
+from .hand_estimate import EMBEDDED_SIZE_SIGMA, HandEstimator
 
 METHODS = ("pipeline", "per_image", "raw_detector")
 _BONES = np.array([(p, c) for c, p in enumerate(MEDIAPIPE_PARENTS) if p >= 0])
@@ -64,6 +64,11 @@ class _Recorder:
         detections = self.detector.detect(image_rgb, timestamp_ns)
         self.seen[int(timestamp_ns or 0)] = detections
         return detections
+
+    @property
+    def metric_size_sigma(self) -> float:
+        """The wrapped detector's metric-size uncertainty: the pipeline must trust it exactly as per-image does."""
+        return float(getattr(self.detector, "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
 
     def close(self) -> None:
         close = getattr(self.detector, "close", None)
@@ -270,10 +275,16 @@ def _nearest(hand: EstimatedHand, others: list[EstimatedHand], max_px: float = 3
 
 
 def mediapipe_factory(max_hands: int) -> Callable[[str], HandDetector]:
-    """Embedded detectors in either mode (the eval's default hand expert)."""
+    """Embedded detectors in either mode (the eval's default hand expert): video mode as the pipeline builds it
+    (with the crop re-detection pass, backends/crop_redetect.py), image mode alone (the single-image path)."""
+    from ..backends.crop_redetect import CropRedetectDetector
     from ..backends.mediapipe_hands import MediaPipeHandDetector
 
-    return lambda mode: MediaPipeHandDetector(max_hands=max_hands, mode=mode)
+    def build(mode: str) -> HandDetector:
+        detector = MediaPipeHandDetector(max_hands=max_hands, mode=mode)
+        return CropRedetectDetector(detector) if mode == "video" else detector
+
+    return build
 
 
 Frame = tuple[np.ndarray, PinholeCamera, np.ndarray | None]
