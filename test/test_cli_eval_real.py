@@ -155,12 +155,6 @@ def test_convert_gt_ge2019_without_images_exits_2(tmp_path, subprocess_env):
     assert "no images in" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: convert_ge2019 hands a missing params.mat to scipy's loadmat, "
-    "which raises OSError('Reader needs file name ...'), not FileNotFoundError: "
-    "main() does not catch it and prints a traceback (exit 1)",
-)
 def test_convert_gt_ge2019_without_params_exits_2(tmp_path, subprocess_env):
     _fake_ge2019(tmp_path / "ge")
     (tmp_path / "ge" / "params.mat").unlink()

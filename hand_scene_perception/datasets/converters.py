@@ -124,6 +124,9 @@ def convert_ge2019(dataset_dir: Path, out: Path, crops: bool = False, fps: float
     from PIL import Image
     from scipy.io import loadmat
 
+    for name in ("params.mat", "pose_gt.mat"):
+        if not (dataset_dir / name).is_file():
+            raise ValueError(f"{dataset_dir / name} not found: ge2019 needs images/, params.mat and pose_gt.mat")
     params = loadmat(dataset_dir / "params.mat")
     pose = np.asarray(loadmat(dataset_dir / "pose_gt.mat")["pose_gt"], np.float64) * CM
     images = _images(dataset_dir / "images")

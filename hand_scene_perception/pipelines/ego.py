@@ -357,6 +357,11 @@ class EgoPipeline:
         if self._last_stamp is not None and frame.stamp_ns < self._last_stamp:
             session_reset = f"time jumped back {(self._last_stamp - frame.stamp_ns) / NS_PER_S:.3f} s: new session"
             self.reset()
+        elif self._last_mask is not None and self._last_mask.shape != (height, width):
+            # another camera mode (or unrelated images): odometry cannot match frames of two sizes
+            previous = f"{self._last_mask.shape[1]}x{self._last_mask.shape[0]}"
+            session_reset = f"image size changed from {previous} to {width}x{height}: new session"
+            self.reset()
         self._last_stamp = frame.stamp_ns
         start = self._clock()
         detections = self._detection_pool.submit(self._timed_detect, image, frame.stamp_ns)

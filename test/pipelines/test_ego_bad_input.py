@@ -192,3 +192,25 @@ def test_a_hand_that_cannot_be_placed_is_dropped_and_the_others_go_on(frames):
     assert [r.detections for r in results] == [2] * len(frames)
     assert [len(r.hands) for r in results] == [1] * len(frames)
     _assert_finite(results)
+
+
+@pytest.mark.parametrize("with_depth", [True, False])
+def test_a_change_of_image_size_starts_a_new_session(frames, with_depth):
+    """A camera switching modes (or a folder of unrelated images): the frame after the change is processed in a
+    new session instead of matching odometry against a frame of another size."""
+    detector = OracleDetector(noise_px=0.0)
+    height, width = frames[0].rgb.shape[:2]
+    half = PinholeCamera.from_intrinsics(frames[0].camera.fx / 2, frames[0].camera.fy / 2, frames[0].camera.cx / 2,
+                                         frames[0].camera.cy / 2, width // 2, height // 2)
+    with EgoPipeline(detector=detector) as pipeline:
+        results = []
+        for index, frame in enumerate(frames[:4]):
+            detector.frame = frame
+            image, camera, depth = frame.rgb, frame.camera, frame.depth if with_depth else None
+            if index == 2:
+                image, depth, camera = image[::2, ::2], None if depth is None else depth[::2, ::2], half
+            results.append(pipeline.process(EgoFrame(np.ascontiguousarray(image), camera, stamp_ns(frame), depth)))
+    resets = [r.session_reset for r in results]
+    assert resets[:2] == [None, None]
+    assert "image size changed from" in resets[2] and f"to {width // 2}x{height // 2}" in resets[2]
+    assert "image size changed" in resets[3]  # and back

@@ -367,12 +367,6 @@ def test_run_estimates_on_single_images_with_two_hands(model, fitter, shared_mod
     assert [stamp for mode, stamp, _ in log if mode == "video"] == [round(k * 1e9 / 30) for k in range(3)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: real_eval._Recorder hides the detector's metric_size_sigma, so "
-    "the pipeline row falls back to EMBEDDED_SIZE_SIGMA (0.3) and retargets a "
-    "trusted detector's joints to the average hand",
-)
 def test_the_pipeline_trusts_a_detector_with_exact_metric_size(tmp_path, model, fitter, shared_model):
     # a hand 15 % larger than the average one: only a trusted detector's size gives it back
     # (measured: per-image 0.41 mm C-MPJPE; pipeline 47.8 mm now, 0.58 mm when the recorder forwards the attribute)
