@@ -48,3 +48,14 @@ def ros_subprocess_env(**extra: str) -> dict[str, str]:
 def subprocess_env() -> dict[str, str]:
     """Fixture form of :func:`ros_subprocess_env` for tests that spawn processes."""
     return ros_subprocess_env()
+
+
+@pytest.fixture
+def context():
+    """A fresh rclpy context per node test (a test's nodes never see another test's)."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)

@@ -35,13 +35,13 @@ WIDTH, HEIGHT = 320, 240
 
 
 @pytest.fixture(scope="module")
-def model():
-    return create_hand_model("open")
+def fitter():
+    return HandFitter(create_hand_model("open"))
 
 
 @pytest.fixture(scope="module")
-def fitter(model):
-    return HandFitter(model)
+def model(fitter):
+    return fitter.model
 
 
 @pytest.fixture

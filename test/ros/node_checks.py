@@ -1,4 +1,5 @@
-"""Checks both nodes' tests share: the shipped parameter file's comments and a launch runner in a subprocess."""
+"""Checks both nodes' tests share: the shipped parameter file's comments, a launch runner and helper publisher
+processes in subprocesses."""
 
 from __future__ import annotations
 
@@ -40,3 +41,18 @@ def launch_runner(arguments: list[str], env: Mapping[str, str], log_path: Path) 
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def helper_process(script: Path, arguments: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen]:
+    """``python SCRIPT ARGUMENTS`` (a publisher in another process, text output piped); terminated when left."""
+    process = subprocess.Popen([sys.executable, str(script), *arguments], env=dict(env), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
+from node_checks import helper_process
 from sample_hands import CAMERA_FRAME, WORLD_FRAME, sample_camera_pose, sample_hand
 from tf2_msgs.msg import TFMessage
 
@@ -22,16 +21,8 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture
 def publisher_process(subprocess_env):
     """Start the publisher in its own process and make sure it is gone afterwards."""
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "hand_publisher_process.py"), "--duration", "30"],
-        env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with helper_process(HERE / "hand_publisher_process.py", ["--duration", "30"], subprocess_env) as process:
+        yield process
 
 
 def test_hand_array_and_tf_cross_process(publisher_process):

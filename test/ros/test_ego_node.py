@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from ego_fixtures import CAMERA_FRAME, NodeHarness, StampOracle, frame_messages, frame_stamp, synthetic_frames
@@ -36,14 +35,6 @@ NUM_FRAMES = 7
 @pytest.fixture(scope="module")
 def frames():
     return synthetic_frames(NUM_FRAMES)
-
-
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
 
 
 def _node(context, frames, **parameters) -> EgoReconstructionNode:

@@ -8,16 +8,14 @@ TF must be skipped with a diagnostics WARN.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from ego_fixtures import CAMERA_FRAME, NodeHarness, StampOracle, frame_messages, frame_stamp, synthetic_frames
+from node_checks import helper_process
 from rclpy.parameter import Parameter
 from scipy.spatial.transform import Rotation
 from tf2_msgs.msg import TFMessage
@@ -48,25 +46,9 @@ def tf_publisher(frames, subprocess_env, tmp_path):
     poses = tmp_path / "poses.npz"
     np.savez(poses, stamps_ns=np.array([frame_stamp(f) for f in frames]), static=T_WORLD_BASE,
              dynamic=np.stack([f.T_world_camera for f in frames]))  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "tf_publisher_process.py"), "--poses", str(poses), "--world", WORLD,
-         "--base", BASE, "--camera", CAMERA_FRAME, "--duration", "60"],
-        env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
+    arguments = ["--poses", str(poses), "--world", WORLD, "--base", BASE, "--camera", CAMERA_FRAME, "--duration", "60"]
+    with helper_process(HERE / "tf_publisher_process.py", arguments, subprocess_env) as process:
+        yield process
 
 
 def _reference_hands(frames, stamps: list[int]) -> dict[int, list]:

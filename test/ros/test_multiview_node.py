@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -44,14 +43,6 @@ def rig():
 @pytest.fixture(scope="module")
 def truth_file(rig, tmp_path_factory):
     return rig.save_truth_calibration(tmp_path_factory.mktemp("calibration") / "truth.yaml")
-
-
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
 
 
 def _node(context, rig, cameras=None, cli_args=None, **parameters) -> MultiviewFusionNode:
