@@ -9,7 +9,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -181,14 +180,11 @@ class _FrameSource:
     close: Callable[[], None] = lambda: None
 
 
-def _natural_key(path: Path) -> list:
-    """Sort key that orders frame2 before frame10 (and zero-padded names as plain sorting does)."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 def _sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """Files of ``folder`` with one of ``suffixes`` (any case), in natural name order."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes), key=_natural_key)
+    from .datasets.ground_truth import natural_key
+
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes), key=natural_key)
 
 
 def _stamp_ns(index: int, fps: float) -> int:

@@ -30,8 +30,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def natural_key(path: Path) -> list:
-    """Sort key that orders frame_2 before frame_10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+    """Sort key that orders frame_2 before frame_10 (zero-padded names as plain sorting does; case ignored)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 @dataclass(frozen=True)
