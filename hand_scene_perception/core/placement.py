@@ -162,6 +162,7 @@ def place_hand(
     initial_rotation: np.ndarray | None = None,
     huber_px: float = 3.0,
     size_sigma: float = 0.0,
+    max_iterations: int = _MAX_LM_ITERATIONS,
 ) -> HandPlacement:
     """Place one hand metrically in the camera frame (see the module notes for the method).
 
@@ -170,6 +171,7 @@ def place_hand(
     depth_m: optional (H, W) depth in metres aligned to the colour image of ``camera``'s size.
     huber_px: residual beyond which a landmark's weight falls off (robust to a few bad landmarks).
     size_sigma: relative uncertainty of local_joints_m's metric size (module notes: hand size); 0 trusts it.
+    max_iterations: cap on the 6-DoF refinement's steps (a caller that refines the pose again may stop early).
     """
     pixels = np.asarray(landmarks_px, dtype=np.float64)
     local = np.asarray(local_joints_m, dtype=np.float64)
@@ -194,7 +196,7 @@ def place_hand(
     translation = solve_translation(xy, points @ rotation.T)
     focal = np.array([camera.fx, camera.fy])
     if refine_rotation:
-        rotation, translation = _refine_pose(xy, points, rotation, translation, focal, huber_px)
+        rotation, translation = _refine_pose(xy, points, rotation, translation, focal, huber_px, max_iterations)
     joints = local @ rotation.T + translation
     if np.any(joints[valid, 2] <= 0):
         raise ValueError("hand placement failed: joints ended up behind the camera (inconsistent landmarks)")
@@ -266,11 +268,11 @@ def _huber_cost(norms: np.ndarray, delta: float) -> float:
     return float(np.sum(np.where(norms <= delta, norms**2, 2.0 * delta * norms - delta**2)))
 
 
-def _refine_pose(xy, points, rotation, translation, focal, huber_px):
+def _refine_pose(xy, points, rotation, translation, focal, huber_px, iterations=_MAX_LM_ITERATIONS):
     """Levenberg-Marquardt with Huber IRLS weights on (left-multiplied rotation increment, translation)."""
     residual, rotated, cam = _residuals(xy, points, rotation, translation, focal)
     damping = 1e-3
-    for _ in range(_MAX_LM_ITERATIONS):
+    for _ in range(iterations):
         norms = np.linalg.norm(residual, axis=1)
         weights = np.where(norms <= huber_px, 1.0, huber_px / np.maximum(norms, 1e-12))
         inv_z = 1.0 / cam[:, 2]
