@@ -8,11 +8,12 @@ Per frame, in this order:
    fusion); without: monocular odometry whose metric scale comes from the hands placed in step 2
    (added to it once they are placed).
 2. Each detected hand is placed metrically in the camera frame (intrinsics, depth when present)
-   and the hand model is fitted to it (warm-started from the same hand's previous fit).
+   and the hand model is fitted to it (pipelines/hand_estimate.py, warm-started from the same hand's previous fit).
 3. The fits are moved into the world frame, associated to tracks (stable ids, voted sides) and
-   temporally filtered; filtering acts on the model parameters (global rotation, articulation,
-   wrist position; the shape is the fitter's running average) and the mesh is posed again from the
-   filtered parameters, so joints, vertices and the published parameters always agree.
+   temporally filtered; filtering acts on the model parameters (by default the wrist position only: the
+   fitter's temporal prior steadies the angles, see EgoConfig.tracker; the shape is the fitter's running
+   average) and the mesh is posed again from the filtered parameters, so joints, vertices and the published
+   parameters always agree.
 4. With depth, the frame's non-hand points are fused into the coloured voxel map (on the worker,
    during steps 2-3), and contacts between the hand meshes and the map are found.
 
