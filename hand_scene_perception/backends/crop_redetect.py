@@ -33,7 +33,7 @@ from ..core.detections import HandDetection
 from .mediapipe_hands import validate_rgb_image
 
 
-@dataclass
+@dataclass(eq=False)  # tracks are told apart by identity (list.remove), never by their arrays
 class _Track:
     """A hand returned recently: its landmark box centre and size (px), per-frame motion, frames since seen."""
 

@@ -192,6 +192,18 @@ def test_crop_pass_only_runs_for_recent_hands_and_respects_max_hands():
     assert crop.images == []
 
 
+def test_two_hands_tracked_over_frames_keep_their_tracks():
+    """Two hands seen in every frame continue their own tracks (no crop pass, no error on the second)."""
+    image = np.zeros((400, 600, 3), np.uint8)
+    a, b = _shape((150.0, 200.0), 50.0), _shape((450.0, 200.0), 50.0)
+    full = _Scripted([[_hand(a), _hand(b)], [_hand(b), _hand(a)], [_hand(a + 3.0), _hand(b - 3.0)]])
+    crop = _Scripted([])
+    detector = CropRedetectDetector(full, crop_detector=crop)
+    for i in range(3):
+        assert len(detector.detect(image, i * STEP_NS)) == 2
+    assert crop.images == [] and len(detector._tracks) == 2
+
+
 def test_metric_size_sigma_passes_through():
     class Sized(_Scripted):
         metric_size_sigma = 0.25
