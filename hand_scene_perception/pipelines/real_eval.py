@@ -102,10 +102,10 @@ def run_estimates(
     fps = fps if fps > 0 else 30.0
     recorder = _Recorder(detector_factory("video"))
     single = detector_factory("image")
-    estimator = hand_estimator(config, single)
     out: dict[str, list[list[EstimatedHand]]] = {name: [] for name in METHODS}
     try:
         with EgoPipeline(config, detector=recorder) as pipeline:
+            estimator = hand_estimator(config, single, pipeline.model)  # the same hand model, built once
             for index, (image, camera, depth) in enumerate(frames):
                 stamp = round(index * 1e9 / fps)
                 result = pipeline.process(EgoFrame(image, camera, stamp, depth))
@@ -197,6 +197,16 @@ def _acc_err(found: dict[tuple[int, int], np.ndarray], gt: np.ndarray) -> float 
     return float(np.mean(values)) if values else None
 
 
+def _row(hands: dict[tuple[int, int], EstimatedHand], keys: list[tuple[int, int]], sequence: RealSequence) -> dict:
+    """The errors of ``hands`` at ``keys`` ((frame, slot) pairs), with Acc Err for a video."""
+    gt = sequence.joints_cam
+    pred = np.array([hands[k].joints_cam for k in keys]).reshape(-1, 21, 3)
+    row = _errors(pred, np.array([gt[k] for k in keys]).reshape(-1, 21, 3))
+    if sequence.is_video:
+        row["acc_err_mm_per_frame2"] = _acc_err({k: hands[k].joints_cam for k in keys}, gt)
+    return row
+
+
 def matched_hands(sequence: RealSequence, estimates: dict[str, list[list[EstimatedHand]]]
                   ) -> tuple[dict[str, dict[tuple[int, int], EstimatedHand]], dict[str, int]]:
     """Per estimate: its hands keyed by (frame, ground-truth slot), and how many of its hands matched none."""
@@ -214,28 +224,16 @@ def matched_hands(sequence: RealSequence, estimates: dict[str, list[list[Estimat
 
 def evaluate_estimates(sequence: RealSequence, estimates: dict[str, list[list[EstimatedHand]]]) -> dict:
     """The report described in the module notes."""
-    gt, valid = sequence.joints_cam, sequence.valid
+    gt = sequence.joints_cam
     found, unmatched = matched_hands(sequence, estimates)
-    total = int(valid.sum())
+    total = int(sequence.valid.sum())
     common = sorted(set.intersection(*(set(keys) for keys in found.values())))
     report: dict = {"frames": len(sequence.frames), "gt_hands": total, "video": sequence.is_video,
                     "same_frames": {"hands": len(common)}}
     for name, hands in found.items():
-        keys = sorted(hands)
-        pred = np.array([hands[k].joints_cam for k in keys]).reshape(-1, 21, 3)
-        truth = np.array([gt[k] for k in keys]).reshape(-1, 21, 3)
-        entry = {"detection_rate": len(keys) / total if total else 0.0, "unmatched_detections": unmatched[name],
-                 **_errors(pred, truth)}
-        if sequence.is_video:
-            entry["acc_err_mm_per_frame2"] = _acc_err({k: h.joints_cam for k, h in hands.items()}, gt)
-        report[name] = entry
-        same_pred = np.array([hands[k].joints_cam for k in common]).reshape(-1, 21, 3)
-        same_gt = np.array([gt[k] for k in common]).reshape(-1, 21, 3)
-        same = _errors(same_pred, same_gt)
-        if sequence.is_video:
-            common_set = set(common)
-            same["acc_err_mm_per_frame2"] = _acc_err({k: hands[k].joints_cam for k in common_set}, gt)
-        report["same_frames"][name] = same
+        report[name] = {"detection_rate": len(hands) / total if total else 0.0,
+                        "unmatched_detections": unmatched[name], **_row(hands, sorted(hands), sequence)}
+        report["same_frames"][name] = _row(hands, common, sequence)
     report["consistency"] = consistency(estimates)
     report["bone_direction_deg_gt"] = {
         name: float(np.mean([bone_direction_deg(h.joints_cam, gt[k]) for k, h in hands.items()]))
