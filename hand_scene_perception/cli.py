@@ -106,7 +106,8 @@ def run_detect(args: argparse.Namespace) -> int:
     """Detect hands in one image and estimate each in the camera frame (the ego pipeline's per-frame estimate)."""
     import numpy as np
 
-    from .backends.mediapipe_hands import MediaPipeHandDetector, MediaPipeUnavailableError
+    from .backends.mediapipe_hands import MediaPipeUnavailableError
+    from .backends.registry import create_hand_expert
     from .pipelines.ego import EgoConfig, hand_estimator
 
     image = _load_rgb(args.image)
@@ -114,9 +115,13 @@ def run_detect(args: argparse.Namespace) -> int:
     camera, intrinsics = _camera_from_args(args, height, width)
     depth = _load_depth_m(args.depth, height, width) if args.depth is not None else None
     try:
-        with MediaPipeHandDetector(max_hands=args.max_hands, mode="image") as detector:
+        config = EgoConfig(backend=args.backend, max_hands=args.max_hands)
+        detector = create_hand_expert(config.backend, max_hands=config.max_hands, mode="image")
+        try:
             detections = detector.detect(image)
-            estimator = hand_estimator(EgoConfig(max_hands=args.max_hands), detector)
+            estimator = hand_estimator(config, detector)
+        finally:
+            detector.close()
     except MediaPipeUnavailableError as error:
         print(f"hand-scene detect: error: {error}", file=sys.stderr)
         return 2
@@ -367,6 +372,7 @@ def run_run(args: argparse.Namespace) -> int:
         from .pipelines.ego_outputs import EgoRecorder
 
         config = EgoConfig(
+            backend=args.backend,
             max_hands=args.max_hands,
             hand_model=args.hand_model,
             mano_dir=None if args.mano_dir is None else str(args.mano_dir),
@@ -433,11 +439,11 @@ def run_eval_real(args: argparse.Namespace) -> int:
     ``ground_truth.npz`` folder, or (a video or image folder without labels) against each other."""
     from .datasets.ground_truth import GROUND_TRUTH_FILE, load_real_sequence
     from .pipelines.ego import EgoConfig
-    from .pipelines.real_eval import consistency, evaluate_real, mediapipe_factory, run_estimates
+    from .pipelines.real_eval import consistency, evaluate_real, expert_factory, run_estimates
 
     if args.path is None:
         raise ValueError("eval real needs a folder (frames/ + ground_truth.npz) or a video / image folder")
-    config = EgoConfig(max_hands=args.max_hands, hand_model=args.hand_model,
+    config = EgoConfig(backend=args.backend, max_hands=args.max_hands, hand_model=args.hand_model,
                        mano_dir=str(args.mano_dir) if args.mano_dir else None)
     has_truth = (args.path / GROUND_TRUTH_FILE).is_file()
     if args.retarget_urdf_dir is not None and not has_truth:
@@ -462,7 +468,7 @@ def run_eval_real(args: argparse.Namespace) -> int:
     camera, intrinsics = _camera_from_args(args, source.height, source.width)
     frames = ((rgb, camera, None) for _, _, rgb in source.frames)
     try:
-        estimates = run_estimates(frames, source.fps, mediapipe_factory(config.max_hands), config)
+        estimates = run_estimates(frames, source.fps, expert_factory(config.backend, config.max_hands), config)
     finally:
         source.close()
     return _print_report({"input": str(args.path), "intrinsics": intrinsics, **consistency(estimates)}, args.json)
@@ -616,7 +622,7 @@ def run_process(args: argparse.Namespace) -> int:
     from .pipelines.ego import EgoConfig
     from .ros.bag_process import process_bag
 
-    config = EgoConfig(max_hands=args.max_hands, hand_model=args.hand_model,
+    config = EgoConfig(backend=args.backend, max_hands=args.max_hands, hand_model=args.hand_model,
                        mano_dir=None if args.mano_dir is None else str(args.mano_dir),
                        camera_pose_source=args.camera_pose_source)  # fmt: skip
     progress = _Progress(images or None, command="process")
@@ -668,11 +674,21 @@ def _add_intrinsics_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """--backend: the hand expert (backends/registry.py), shared by the commands that detect hands."""
+    from .backends.registry import BACKEND_NAMES
+
+    parser.add_argument("--backend", choices=BACKEND_NAMES, default=BACKEND_NAMES[0],
+                        help=f"hand expert (default {BACKEND_NAMES[0]}: MediaPipe's bundled models on the CPU)")
+
+
 def _add_hand_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--hand-model and --mano-dir, shared by the commands that pose a hand model."""
+    from .core.hand_model.factory import HAND_MODEL_NAMES
+
     parser.add_argument(
         "--hand-model",
-        choices=("open", "mano"),
+        choices=HAND_MODEL_NAMES,
         default="open",
         help="hand model: the package's open model (default) or MANO (needs --mano-dir)",
     )
@@ -712,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="aligned depth: 16-bit PNG in millimetres or .npy in metres (resampled to the image, 0 = none)",
     )
+    _add_backend_argument(detect)
     detect.add_argument("--max-hands", type=int, default=2, help="most hands to report (default 2)")
     detect.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     detect.set_defaults(handler=run_detect)
@@ -739,6 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="frame rate for the stamps (default: the video's own; 30 for image folders)",
     )
     run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    _add_backend_argument(run)
     run.add_argument("--max-hands", type=int, default=2, help="most hands to track (default 2)")
     run.add_argument("--camera-pose-source", choices=("odometry", "static"), default="odometry",
                      help="odometry: visual odometry tracks the camera (default); static: a fixed camera, no odometry")
@@ -753,6 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="real: a folder with frames/ and ground_truth.npz, or a video / image folder without "
                                "labels (then only the checks that need none)")
     evaluate.add_argument("--depth", action="store_true", help="real: use the folder's aligned depth/ images")
+    _add_backend_argument(evaluate)
     evaluate.add_argument("--max-hands", type=int, default=2, help="real: most hands per frame (default 2)")
     evaluate.add_argument("--fps", type=float, default=None, help="real, unlabelled video: frame rate for stamps")
     evaluate.add_argument("--max-frames", type=int, default=None, help="real, unlabelled video: stop after N frames")
@@ -867,6 +886,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write the scene map every S seconds of bag time, and at the end (default 1)")
     process.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
                          help="storage of a directory bag (default mcap; .mcap/.db3 names decide it)")
+    _add_backend_argument(process)
     process.add_argument("--max-hands", type=int, default=2, help="most hands to track (default 2)")
     _add_hand_model_arguments(process)
     process.set_defaults(handler=run_process)

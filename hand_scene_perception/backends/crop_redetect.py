@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..core.detections import HandDetection
+from .base import HandDetection
 from .mediapipe_hands import validate_rgb_image
 
 

@@ -34,17 +34,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ..backends.base import HandDetection, HandExpert
+from ..backends.registry import create_hand_expert
 from ..core.arm_mask import arm_pixel_mask
 from ..core.camera import CAMERA_POSE_SOURCES, PinholeCamera
 from ..core.contacts import Contact, find_map_contacts, hand_regions
 from ..core.depth import aligned_depth_metres
-from ..core.detections import HandDetection
 from ..core.fitting import FitResult
 from ..core.hand_model import HandModel, HandSide, create_hand_model
 from ..core.hand_model.wrist_frame import wrist_frame_from_joints
@@ -54,7 +54,7 @@ from ..core.mapping import FrameCloud, VoxelMap
 from ..core.odometry import MonocularOdometry, OdometryResult, RgbdOdometry
 from ..core.tracking import HandObservation, HandTracker, TrackerConfig
 from ..core.transforms import check_rigid_matrices
-from .hand_estimate import EMBEDDED_SIZE_SIGMA, HandEstimator
+from .hand_estimate import HandEstimator, HandStageConfig
 
 NS_PER_S = 1e9
 # Forearm band masked beyond the wrist, in wrist-to-middle-knuckle lengths: without depth, a guess along the
@@ -63,30 +63,16 @@ FOREARM_LENGTHS = 5.0
 FOREARM_LENGTHS_WITH_DEPTH = 1.0
 
 
-class HandDetector(Protocol):
-    """What the pipeline needs from a hand expert (embedded MediaPipe, oracle landmarks, learned models)."""
-
-    def detect(self, image_rgb: np.ndarray, timestamp_ns: int | None = None) -> list[HandDetection]:
-        """Hands in one RGB image, landmarks in pixels and hand-centred metric joints."""
-        ...
-
-
 @dataclass
-class EgoConfig:
+class EgoConfig(HandStageConfig):
     """Pipeline settings (the ego node exposes the same names as ROS parameters)."""
 
-    max_hands: int = 2
-    hand_model: str = "open"
-    mano_dir: str | None = None
     voxel_size_m: float = 0.01
     max_voxels: int = 500_000
     map_stride: int = 2
     contact_threshold_m: float = 0.01
     hand_mask_margin_px: int = 20
     max_fit_match_m: float = 0.12
-    # Relative uncertainty of the detector's metric hand size (core/placement.py, hand size); None: the
-    # detector's own ``metric_size_sigma`` attribute, else EMBEDDED_SIZE_SIGMA; 0 trusts the detector's size.
-    detector_size_sigma: float | None = None
     # Expected change of a finger joint's angles between frames (core/fitting.py temporal_sigma_rad): on the RGB-D
     # benchmark 0.3 -> 0.07 rad took Acc Err 3.9 -> 2.6 mm/frame² and C-MPJPE 14.2 -> 13.2 mm (a grasp moves a
     # finger joint ~0.03 rad per frame at 30 Hz, so this holds no real motion back); on real video (RGB) no prior ->
@@ -119,13 +105,10 @@ class EgoConfig:
 
     def __post_init__(self) -> None:
         """Reject values that would make the pipeline misbehave silently."""
-        if self.max_hands < 1:
-            raise ValueError(f"max_hands must be >= 1, got {self.max_hands}")
+        super().__post_init__()
         for name in ("voxel_size_m", "contact_threshold_m", "max_fit_match_m", "fit_temporal_sigma_rad"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.detector_size_sigma is not None and not self.detector_size_sigma >= 0:
-            raise ValueError(f"detector_size_sigma must be >= 0, got {self.detector_size_sigma}")
         if self.max_voxels < 1 or self.map_stride < 1 or self.hand_mask_margin_px < 0:
             raise ValueError("max_voxels and map_stride must be >= 1 and hand_mask_margin_px >= 0")
         if self.camera_pose_source not in CAMERA_POSE_SOURCES:
@@ -232,14 +215,10 @@ def hand_pixel_mask(
     return mask.astype(bool)
 
 
-def hand_estimator(config: EgoConfig, detector: object, model: HandModel | None = None) -> HandEstimator:
-    """The per-frame estimate for ``detector``: its metric-size uncertainty is ``config.detector_size_sigma``,
-    else the detector's own ``metric_size_sigma``, else the embedded detector's."""
-    size_sigma = config.detector_size_sigma
-    if size_sigma is None:
-        size_sigma = float(getattr(detector, "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
-    return HandEstimator(model or config.hand_model, config.mano_dir, size_sigma, config.fit_temporal_sigma_rad,
-                         config.lift_joints_to_depth)
+def hand_estimator(config: EgoConfig, detector: HandExpert, model: HandModel | None = None) -> HandEstimator:
+    """The per-frame estimate for ``detector`` (its metric-size uncertainty: HandStageConfig.size_sigma)."""
+    return HandEstimator(model or config.hand_model, config.mano_dir, size_sigma=config.size_sigma(detector),
+                         temporal_sigma_rad=config.fit_temporal_sigma_rad, lift_joints=config.lift_joints_to_depth)
 
 
 def _orthonormal(matrix: np.ndarray) -> np.ndarray:
@@ -258,17 +237,14 @@ class EgoPipeline:
     def __init__(
         self,
         config: EgoConfig | None = None,
-        detector: HandDetector | None = None,
+        detector: HandExpert | None = None,
         model: HandModel | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.config = config or EgoConfig()
         self.model = model or create_hand_model(self.config.hand_model, mano_dir=self.config.mano_dir)
         if detector is None:
-            from ..backends.crop_redetect import CropRedetectDetector
-            from ..backends.mediapipe_hands import MediaPipeHandDetector
-
-            detector = CropRedetectDetector(MediaPipeHandDetector(max_hands=self.config.max_hands, mode="video"))
+            detector = create_hand_expert(self.config.backend, max_hands=self.config.max_hands)
         self.detector = detector
         self.estimator = hand_estimator(self.config, detector, self.model)
         self.map = VoxelMap(self.config.voxel_size_m, self.config.max_voxels)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backends.base import HandDetection
 from ..core import metrics
 from ..core.alignment import procrustes_align
-from ..core.detections import HandDetection
 from ..core.mapping import VoxelMap
 from ..core.transforms import inverse_matrices, transform_points
 from ..synth.oracle import oracle_landmarks

@@ -8,18 +8,17 @@ and temporal filtering).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..backends.base import HandDetection, HandExpert
+from ..backends.registry import check_backend
 from ..core.camera import PinholeCamera
-from ..core.detections import HandDetection
 from ..core.fitting import PALM_JOINTS, FitResult, HandFitter, retarget_bone_lengths
 from ..core.hand_model import NUM_JOINTS, HandModel, create_hand_model
 from ..core.placement import lift_joints_to_depth, place_hand
 
-# The embedded MediaPipe's metric hand size: per-frame palm size ±30 %, uncorrelated with the true size
-# (synthetic sequences, r = -0.1), so placement leans on the average hand (core/placement.py, hand size).
-EMBEDDED_SIZE_SIGMA = 0.3
 # Such a detector's bone lengths are off but its bone directions are good. On a real video with 3D ground truth
 # (583 frames, Ge et al. 2019's real-world set; `hand-scene eval real`) MediaPipe's metacarpals are 17-30 % long and
 # its proximal phalanges 20-30 % short, while its own skeleton has the best PA-MPJPE (11.1 mm) of anything built
@@ -51,6 +50,36 @@ def landmark_noise_px(landmarks_px: np.ndarray) -> float:
     return max(LANDMARK_NOISE * size, 1.0) if np.isfinite(size) else 1.0
 
 
+@dataclass
+class HandStageConfig:
+    """The hand stage's settings, shared by the ego and multiview pipelines (and so by both nodes).
+
+    backend: the hand expert (backends/registry.py BACKEND_NAMES). detector_size_sigma: relative uncertainty of
+    the expert's metric hand size (core/placement.py, hand size); None: the expert's own ``metric_size_sigma``;
+    0 trusts its size.
+    """
+
+    backend: str = "embedded"
+    max_hands: int = 2
+    hand_model: str = "open"
+    mano_dir: str | None = None
+    detector_size_sigma: float | None = None
+
+    def __post_init__(self) -> None:
+        """Reject values that would make the hand stage misbehave silently."""
+        self.backend = check_backend(self.backend)
+        if self.max_hands < 1:
+            raise ValueError(f"max_hands must be >= 1, got {self.max_hands}")
+        if self.detector_size_sigma is not None and not self.detector_size_sigma >= 0:
+            raise ValueError(f"detector_size_sigma must be >= 0, got {self.detector_size_sigma}")
+
+    def size_sigma(self, expert: HandExpert) -> float:
+        """The metric-size uncertainty placement uses for ``expert``'s hands."""
+        if self.detector_size_sigma is not None:
+            return float(self.detector_size_sigma)
+        return float(expert.metric_size_sigma)
+
+
 class HandEstimator:
     """Places and fits one detection (see the module notes); holds no per-sequence state."""
 
@@ -58,7 +87,8 @@ class HandEstimator:
         self,
         model: HandModel | str = "open",
         mano_dir: str | None = None,
-        size_sigma: float = EMBEDDED_SIZE_SIGMA,
+        *,
+        size_sigma: float,
         temporal_sigma_rad: float = 0.07,
         lift_joints: bool = True,
     ) -> None:

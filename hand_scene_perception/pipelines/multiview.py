@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..backends.base import HandDetection, HandExpert
+from ..backends.registry import create_hand_expert
 from ..core.camera import PinholeCamera, same_intrinsics
-from ..core.detections import HandDetection
 from ..core.fitting import FitResult, HandFitter
 from ..core.hand_model import HandModel, HandSide, create_hand_model
 from ..core.hand_state import HandState, transformed_state
@@ -48,8 +49,7 @@ from ..core.rig_calibration import (
     RigState,
     guessed_camera,
 )
-from .ego import HandDetector
-from .hand_estimate import EMBEDDED_SIZE_SIGMA
+from .hand_estimate import HandStageConfig
 
 LOG = logging.getLogger(__name__)
 # Niceness of the background bundle-adjustment thread (0 = same as the detectors).
@@ -59,18 +59,14 @@ _ASSOCIATION_MEMORY_NS = 500_000_000
 
 
 @dataclass
-class MultiviewConfig:
+class MultiviewConfig(HandStageConfig):
     """Pipeline settings (the multiview node exposes the same names as ROS parameters)."""
 
-    max_hands: int = 2
-    hand_model: str = "open"
-    mano_dir: str | None = None
     # A view's landmarks are left out of a hand's triangulation when their median error exceeds this (pixels).
     view_gate_px: float = 20.0
     # Cross-view association: a detection belongs to a previous hand when its landmarks lie within this many
     # hand widths (wrist to middle knuckle, in pixels) of the hand's projection.
     association_gate: float = 0.6
-    detector_size_sigma: float | None = None
     # Run bundle adjustments on a worker thread (frames keep flowing; results apply when done). False runs them
     # inside process(): slower frames, but results that do not depend on timing (evaluation, tests).
     background_calibration: bool = True
@@ -78,8 +74,7 @@ class MultiviewConfig:
 
     def __post_init__(self) -> None:
         """Reject values that would make the pipeline misbehave silently."""
-        if self.max_hands < 1:
-            raise ValueError(f"max_hands must be >= 1, got {self.max_hands}")
+        super().__post_init__()
         if not self.view_gate_px > 0 or not self.association_gate > 0:
             raise ValueError("view_gate_px and association_gate must be > 0")
 
@@ -151,7 +146,7 @@ class MultiviewPipeline:
         self,
         camera_names: Sequence[str],
         config: MultiviewConfig | None = None,
-        detectors: Sequence[HandDetector] | None = None,
+        detectors: Sequence[HandExpert] | None = None,
         model: HandModel | None = None,
     ) -> None:
         names = list(camera_names)
@@ -162,16 +157,13 @@ class MultiviewPipeline:
         self.camera_names = names
         self.config = config or MultiviewConfig()
         self.model = model or create_hand_model(self.config.hand_model, mano_dir=self.config.mano_dir)
-        if detectors is None:
-            from ..backends.mediapipe_hands import MediaPipeHandDetector
-
-            detectors = [MediaPipeHandDetector(max_hands=self.config.max_hands, mode="video") for _ in names]
+        if detectors is None:  # one per camera: a video-mode expert follows one stream's hands
+            detectors = [create_hand_expert(self.config.backend, max_hands=self.config.max_hands, redetect=False)
+                         for _ in names]
         if len(detectors) != len(names):
             raise ValueError(f"need one detector per camera ({len(names)}), got {len(detectors)}")
         self.detectors = list(detectors)
-        self._size_sigma = self.config.detector_size_sigma
-        if self._size_sigma is None:
-            self._size_sigma = float(getattr(self.detectors[0], "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
+        self._size_sigma = self.config.size_sigma(self.detectors[0])
         self.fitter = HandFitter(self.model)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="multiview-detect")
         self._adjuster = ThreadPoolExecutor(

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ..backends.base import HandDetection
 from ..core import metrics
-from ..core.detections import HandDetection
 from ..core.placement import palm_size_m
 from ..synth.multiview import MultiViewFrame, MultiViewSequence
 from ..synth.oracle import oracle_view_detections

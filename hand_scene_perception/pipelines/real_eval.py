@@ -27,16 +27,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..backends.base import HandDetection, HandExpert
+from ..backends.registry import create_hand_expert
 from ..core.alignment import umeyama
 from ..core.camera import PinholeCamera
-from ..core.detections import HandDetection
 from ..core.fitting import PALM_JOINTS
 from ..core.hand_model import MEDIAPIPE_PARENTS
 from ..core.metrics import M_TO_MM, auc_pck, procrustes_align
 from ..core.placement import solve_translation
 from ..datasets.ground_truth import RealSequence
-from .ego import EgoConfig, EgoFrame, EgoPipeline, HandDetector, hand_estimator
-from .hand_estimate import EMBEDDED_SIZE_SIGMA, HandEstimator
+from .ego import EgoConfig, EgoFrame, EgoPipeline, hand_estimator
+from .hand_estimate import HandEstimator
 
 METHODS = ("pipeline", "per_image", "raw_detector")
 _BONES = np.array([(p, c) for c, p in enumerate(MEDIAPIPE_PARENTS) if p >= 0])
@@ -57,7 +58,7 @@ class EstimatedHand:
 class _Recorder:
     """Wraps the pipeline's detector and keeps what it returned per stamp (for the raw baseline)."""
 
-    detector: HandDetector
+    detector: HandExpert
     seen: dict[int, list[HandDetection]] = field(default_factory=dict)
 
     def detect(self, image_rgb: np.ndarray, timestamp_ns: int | None = None) -> list[HandDetection]:
@@ -68,7 +69,7 @@ class _Recorder:
     @property
     def metric_size_sigma(self) -> float:
         """The wrapped detector's metric-size uncertainty: the pipeline must trust it exactly as per-image does."""
-        return float(getattr(self.detector, "metric_size_sigma", EMBEDDED_SIZE_SIGMA))
+        return float(self.detector.metric_size_sigma)
 
     def close(self) -> None:
         close = getattr(self.detector, "close", None)
@@ -93,7 +94,7 @@ def raw_detector_hand(detection: HandDetection, camera: PinholeCamera) -> Estima
 def run_estimates(
     frames: Iterator[Frame],
     fps: float,
-    detector_factory: Callable[[str], HandDetector],
+    detector_factory: Callable[[str], HandExpert],
     config: EgoConfig | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, list[list[EstimatedHand]]]:
@@ -272,15 +273,12 @@ def _nearest(hand: EstimatedHand, others: list[EstimatedHand], max_px: float = 3
     return others[best] if distances[best] <= max_px else None
 
 
-def mediapipe_factory(max_hands: int) -> Callable[[str], HandDetector]:
-    """Embedded detectors in either mode (the eval's default hand expert): video mode as the pipeline builds it
-    (with the crop re-detection pass, backends/crop_redetect.py), image mode alone (the single-image path)."""
-    from ..backends.crop_redetect import CropRedetectDetector
-    from ..backends.mediapipe_hands import MediaPipeHandDetector
+def expert_factory(backend: str, max_hands: int) -> Callable[[str], HandExpert]:
+    """The named hand expert in either mode: video mode as the pipeline builds it, image mode for the
+    single-image path (backends/registry.py)."""
 
-    def build(mode: str) -> HandDetector:
-        detector = MediaPipeHandDetector(max_hands=max_hands, mode=mode)
-        return CropRedetectDetector(detector) if mode == "video" else detector
+    def build(mode: str) -> HandExpert:
+        return create_hand_expert(backend, max_hands=max_hands, mode=mode)
 
     return build
 
@@ -302,11 +300,11 @@ def load_frames(sequence: RealSequence, with_depth: bool) -> Iterator[Frame]:
 
 
 def evaluate_real(sequence: RealSequence, with_depth: bool = False, config: EgoConfig | None = None,
-                  detector_factory: Callable[[str], HandDetector] | None = None,
+                  detector_factory: Callable[[str], HandExpert] | None = None,
                   progress: Callable[[int], None] | None = None) -> dict:
     """Run the three estimates over a real sequence and compare them with its ground truth."""
     config = config or EgoConfig()
-    factory = detector_factory or mediapipe_factory(config.max_hands)
+    factory = detector_factory or expert_factory(config.backend, config.max_hands)
     estimates = run_estimates(load_frames(sequence, with_depth), sequence.fps, factory, config, progress)
     report = evaluate_estimates(sequence, estimates)
     report["depth"] = bool(with_depth)

@@ -239,10 +239,10 @@ def evaluate_real_with_retargeting(sequence: RealSequence, factory: RetargeterFa
     """:func:`.real_eval.evaluate_real`'s report plus ``retargeting`` (this module's), from one run of the
     estimates."""
     from .ego import EgoConfig
-    from .real_eval import evaluate_estimates, load_frames, mediapipe_factory, run_estimates
+    from .real_eval import evaluate_estimates, expert_factory, load_frames, run_estimates
 
     config = config or EgoConfig()
-    detectors = detector_factory or mediapipe_factory(config.max_hands)
+    detectors = detector_factory or expert_factory(config.backend, config.max_hands)
     estimates = run_estimates(load_frames(sequence, with_depth), sequence.fps, detectors, config, progress)
     report = evaluate_estimates(sequence, estimates)
     report["depth"] = bool(with_depth)

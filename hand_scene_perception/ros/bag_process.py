@@ -23,8 +23,9 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
+from ..backends.base import HandExpert
 from ..core.transform_buffer import TransformBuffer, TransformUnavailable
-from ..pipelines.ego import EgoConfig, HandDetector
+from ..pipelines.ego import EgoConfig
 from .bag_io import BagError, BagWriter, open_bag, qos_profile, read_messages
 from .bags import camera_topics
 from .conversions import NS_PER_S, InputError, time_ns
@@ -93,7 +94,7 @@ def process_bag(
     map_period_s: float = 1.0,
     tolerance_ns: int = DEFAULT_TOLERANCE_NS,
     tf_wait_s: float = DEFAULT_TF_TIMEOUT_S,
-    detector: HandDetector | None = None,
+    detector: HandExpert | None = None,
     on_frame: Callable[[ProcessStats], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> ProcessStats:

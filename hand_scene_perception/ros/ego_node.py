@@ -39,29 +39,33 @@ from visualization_msgs.msg import MarkerArray
 from hand_scene_msgs.msg import ContactArray, HandArray, HandMeshTopology
 from hand_scene_msgs.srv import GetHandTrajectory, Reset, SaveToPath
 
+from ..backends.base import HandExpert
 from ..core.camera import CAMERA_POSE_SOURCES
 from ..core.hand_model.side import HandSide
-from ..pipelines.ego import EgoConfig, HandDetector
+from ..pipelines.ego import EgoConfig
 from .conversions import MSG_TO_SIDE, NS_PER_S, InputError, time_ns
 from .diagnostics import ERROR, WARN, RateMeter, diagnostic_array, diagnostic_status
 from .ego_processor import DepthInputError, EgoMessageProcessor, EgoMessages, PoseInputError
-from .launch_plan import EGO_NODE_NAME, HAND_MODELS
-from .node_base import LATCHED_QOS, QOS_CHOICES, PipelineNode, qos_profile, spin_node
+from .launch_plan import EGO_NODE_NAME
+from .node_base import (
+    COMMON_CHOICES,
+    COMMON_PARAMETERS,
+    HAND_STAGE_PARAMETERS,
+    LATCHED_QOS,
+    QOS_CHOICES,
+    PipelineNode,
+    qos_profile,
+    spin_node,
+)
 from .node_base import float_param as _float
 from .node_base import int_param as _int
 from .node_base import text_param as _text
 from .pairing import StampPairer
 from .tf_lookup import DEFAULT_TF_TIMEOUT_S, TransformLookup, transform_lookup
 
-BACKENDS = ("embedded",)  # the learned tier (GPU networks) is not available in this package yet
-
-
 # name: (default, descriptor). Pipeline settings (the EgoConfig names) take effect at the next configure.
 PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
-    "backend": ("embedded", _text("hand expert: embedded (CPU MediaPipe models bundled with the wheel) [configure]")),
-    "max_hands": (2, _int("most hands tracked at once [configure]", 1, 4)),
-    "hand_model": ("open", _text("open (package's own model) or mano (needs mano_dir) [configure]")),
-    "mano_dir": ("", _text("folder with MANO_RIGHT/MANO_LEFT .pkl or .npz for hand_model mano [configure]")),
+    **HAND_STAGE_PARAMETERS,
     "voxel_size_m": (0.01, _float("scene map voxel edge, metres [configure]", 0.002, 0.2)),
     "max_voxels": (500_000, _int("scene map capacity, voxels; least recently seen go first [configure]",
                                  1000, 5_000_000)),
@@ -78,19 +82,14 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "use_depth": (True, _text("pair a registered depth image with the colour image [configure]")),
     "pairing_tolerance_s": (0.005, _float("largest stamp gap at which image and depth are paired, s "
                                           "[configure]", 0.0, 0.5)),
-    "qos_image": ("SENSOR_DATA", _text("image subscription QoS: " + ", ".join(QOS_CHOICES) + " [configure]")),
-    "qos_camera_info": ("SENSOR_DATA", _text("camera_info subscription QoS [configure]")),
     "qos_depth": ("SENSOR_DATA", _text("depth subscription QoS [configure]")),
     "map_publish_rate_hz": (1.0, _float("scene_map publish rate, Hz (0: never) [live]", 0.0, 30.0)),
     "path_max_poses": (1000, _int("poses kept per hand path and frames kept for trajectories [configure]", 1,
                                   100_000)),
-    "marker_lifetime_s": (0.5, _float("hand marker lifetime, s (0: forever) [configure]", 0.0, 60.0)),
-    "diagnostics_period_s": (1.0, _float("period of /diagnostics, s [configure]", 0.1, 60.0)),
     "save_directory": ("ego_outputs", _text("directory ~/save writes to when the request names none [live]")),
-    "autostart": (True, _text("configure and activate on start (no lifecycle manager needed) [start]")),
+    **COMMON_PARAMETERS,
 }
-_CHOICES = {"backend": BACKENDS, "hand_model": HAND_MODELS, "camera_pose_source": CAMERA_POSE_SOURCES,
-            "qos_image": QOS_CHOICES, "qos_camera_info": QOS_CHOICES, "qos_depth": QOS_CHOICES}  # fmt: skip
+_CHOICES = {**COMMON_CHOICES, "camera_pose_source": CAMERA_POSE_SOURCES, "qos_depth": QOS_CHOICES}
 
 
 class EgoReconstructionNode(PipelineNode):
@@ -99,7 +98,7 @@ class EgoReconstructionNode(PipelineNode):
     PARAMETERS = PARAMETERS
     CHOICES = _CHOICES
 
-    def __init__(self, node_name: str = EGO_NODE_NAME, *, detector: HandDetector | None = None, **kwargs) -> None:
+    def __init__(self, node_name: str = EGO_NODE_NAME, *, detector: HandExpert | None = None, **kwargs) -> None:
         self._detector = detector  # read by on_configure, which autostart runs inside PipelineNode.__init__
         super().__init__(node_name, **kwargs)
 
@@ -113,9 +112,7 @@ class EgoReconstructionNode(PipelineNode):
 
     def _ego_config(self) -> EgoConfig:
         return EgoConfig(
-            max_hands=self._param("max_hands"),
-            hand_model=self._param("hand_model"),
-            mano_dir=self._param("mano_dir") or None,
+            **self._hand_stage(),
             voxel_size_m=self._param("voxel_size_m"),
             max_voxels=self._param("max_voxels"),
             map_stride=self._param("map_stride"),

@@ -28,11 +28,12 @@ from visualization_msgs.msg import MarkerArray
 
 from hand_scene_msgs.msg import ContactArray, Hand, HandArray, HandMeshTopology
 
+from ..backends.base import HandExpert
 from ..core.depth import check_depth_registered
 from ..core.hand_model.side import HandSide
 from ..core.hand_state import HandState
 from ..core.transform_buffer import TransformUnavailable
-from ..pipelines.ego import EgoConfig, EgoFrame, EgoHand, EgoPipeline, EgoResult, HandDetector
+from ..pipelines.ego import EgoConfig, EgoFrame, EgoHand, EgoPipeline, EgoResult
 from ..pipelines.ego_outputs import EgoRecorder
 from .conversions import (
     NS_PER_S,
@@ -101,7 +102,7 @@ class EgoMessageProcessor:
         frame_prefix: str = "",
         path_max_poses: int = 1000,
         marker_lifetime_s: float = 0.5,
-        detector: HandDetector | None = None,
+        detector: HandExpert | None = None,
         transforms: Callable[[str, str, int], np.ndarray] | None = None,
     ) -> None:
         """``detector`` replaces the embedded MediaPipe expert (tests inject an oracle); None loads MediaPipe.

@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
+from ..backends.registry import BACKEND_NAMES
 from ..core.camera import CAMERA_POSE_SOURCES
+from ..core.hand_model.factory import HAND_MODEL_NAMES
 
 PACKAGE = "hand_scene_perception"
 EGO_NODE_NAME = "ego_reconstruction"
@@ -36,8 +38,6 @@ RVIZ_CAMERA_SLOTS = 4
 DEFAULT_WORLD_FRAME = "map"
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
-BACKENDS = ("embedded", "learned")
-HAND_MODELS = ("open", "mano")
 BOOLEANS = ("true", "false")
 
 
@@ -119,7 +119,7 @@ HAND_MODEL_ARGUMENTS = (
         "hand_model",
         "",
         "open (the package's hand model, no files) or mano (needs mano_dir). Empty: the params file's value",
-        ("", *HAND_MODELS),
+        ("", *HAND_MODEL_NAMES),
     ),
     LaunchArgument(
         "mano_dir",
@@ -155,7 +155,7 @@ EGO_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
         "backend",
         "",
         "embedded (CPU, MediaPipe's bundled models) or learned (GPU networks). Empty: the params file's value",
-        ("", *BACKENDS),
+        ("", *BACKEND_NAMES),
     ),
     *HAND_MODEL_ARGUMENTS,
     LaunchArgument(

@@ -32,12 +32,12 @@ from visualization_msgs.msg import MarkerArray
 from hand_scene_msgs.msg import HandArray, MultiCameraCalibration
 from hand_scene_msgs.srv import LoadFromPath, Reset, SaveToPath
 
+from ..backends.base import HandExpert
 from ..core.rig_calibration import RigState
-from ..pipelines.ego import HandDetector
 from ..pipelines.multiview import MultiviewConfig
 from .conversions import NS_PER_S, InputError, time_ns
 from .diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, diagnostic_status
-from .launch_plan import DEFAULT_CAMERAS, HAND_MODELS, MULTIVIEW_NODE_NAME
+from .launch_plan import DEFAULT_CAMERAS, MULTIVIEW_NODE_NAME
 from .multiview_processor import (
     CalibrationFileError,
     MultiviewMessageProcessor,
@@ -47,11 +47,12 @@ from .multiview_processor import (
     default_camera_frames,
 )
 from .node_base import (
+    COMMON_CHOICES,
+    COMMON_PARAMETERS,
+    HAND_STAGE_PARAMETERS,
     LATCHED_QOS,
-    QOS_CHOICES,
     PipelineNode,
     float_param,
-    int_param,
     qos_profile,
     spin_node,
     text_param,
@@ -76,23 +77,17 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                            "[configure]", 0.0, 0.5)),
     "view_timeout_s": (0.5, float_param("a camera whose newest image is this much older than the others' is "
                                         "left out of the sets until it catches up, s [configure]", 0.05, 10.0)),
-    "max_hands": (2, int_param("most hands fused at once [configure]", 1, 4)),
-    "hand_model": ("open", text_param("open (package's own model) or mano (needs mano_dir) [configure]")),
-    "mano_dir": ("", text_param("folder with MANO_RIGHT/MANO_LEFT .pkl or .npz for hand_model mano [configure]")),
+    **HAND_STAGE_PARAMETERS,
     "calibration_file": ("", text_param("rig calibration YAML loaded at configure (written by "
                                         "~/save_calibration); empty: self-calibrate from scratch [configure]")),
     "publish_markers": (True, text_param("publish hand_markers (built only while it has subscribers) [live]")),
-    "marker_lifetime_s": (0.5, float_param("hand marker lifetime, s (0: forever) [configure]", 0.0, 60.0)),
-    "qos_image": ("SENSOR_DATA", text_param("image subscription QoS: " + ", ".join(QOS_CHOICES) + " [configure]")),
-    "qos_camera_info": ("SENSOR_DATA", text_param("camera_info subscription QoS [configure]")),
     "calibration_period_s": (1.0, float_param("period at which calibration is republished besides every change, "
                                               "s [configure]", 0.1, 60.0)),
-    "diagnostics_period_s": (1.0, float_param("period of /diagnostics, s [configure]", 0.1, 60.0)),
     "save_directory": ("multiview_outputs", text_param(
         f"directory ~/save_calibration writes {CALIBRATION_FILE_NAME} into when the request names none [live]")),
-    "autostart": (True, text_param("configure and activate on start (no lifecycle manager needed) [start]")),
+    **COMMON_PARAMETERS,
 }  # fmt: skip
-_CHOICES = {"hand_model": HAND_MODELS, "qos_image": QOS_CHOICES, "qos_camera_info": QOS_CHOICES}
+_CHOICES = COMMON_CHOICES
 
 
 class MultiviewFusionNode(PipelineNode):
@@ -102,7 +97,7 @@ class MultiviewFusionNode(PipelineNode):
     CHOICES = _CHOICES
 
     def __init__(
-        self, node_name: str = MULTIVIEW_NODE_NAME, *, detectors: Sequence[HandDetector] | None = None, **kwargs
+        self, node_name: str = MULTIVIEW_NODE_NAME, *, detectors: Sequence[HandExpert] | None = None, **kwargs
     ) -> None:
         self._detectors = detectors  # read by on_configure, which autostart runs inside PipelineNode.__init__
         super().__init__(node_name, **kwargs)
@@ -143,8 +138,7 @@ class MultiviewFusionNode(PipelineNode):
         return names, frames, self._param("reference_frame") or frames[0]
 
     def _config(self) -> MultiviewConfig:
-        return MultiviewConfig(max_hands=self._param("max_hands"), hand_model=self._param("hand_model"),
-                               mano_dir=self._param("mano_dir") or None)  # fmt: skip
+        return MultiviewConfig(**self._hand_stage())
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -28,10 +28,10 @@ from visualization_msgs.msg import MarkerArray
 
 from hand_scene_msgs.msg import CameraCalibration, HandArray, MultiCameraCalibration
 
+from ..backends.base import HandExpert
 from ..core.hand_model import HandModel
 from ..core.hand_model.side import HandSide
 from ..core.rig_calibration import RigCalibrator, RigCamera, RigState, guessed_camera
-from ..pipelines.ego import HandDetector
 from ..pipelines.multiview import CameraEstimate, MultiviewConfig, MultiviewPipeline, MultiviewResult, ViewFrame
 from .conversions import (
     NS_PER_S,
@@ -123,7 +123,7 @@ class MultiviewMessageProcessor:
         camera_frames: Sequence[str] | None = None,
         reference_frame: str = "",
         marker_lifetime_s: float = 0.5,
-        detectors: Sequence[HandDetector] | None = None,
+        detectors: Sequence[HandExpert] | None = None,
         model: HandModel | None = None,
     ) -> None:
         """``camera_frames`` default to ``<name>_optical_frame``; ``reference_frame`` (the hands' frame) to the

@@ -22,6 +22,8 @@ from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from ..backends.registry import BACKEND_NAMES
+from ..core.hand_model.factory import HAND_MODEL_NAMES
 from .diagnostics import ERROR, OK, WARN
 
 QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "RELIABLE", "BEST_EFFORT")
@@ -50,6 +52,28 @@ def int_param(description: str, low: int, high: int) -> ParameterDescriptor:
 def text_param(description: str) -> ParameterDescriptor:
     """Descriptor of a parameter without a numeric range (strings, booleans, lists)."""
     return ParameterDescriptor(description=description)
+
+
+# Parameters both pipeline nodes declare, with the same meaning (name: (default, descriptor)). [configure]: read at
+# configure; [live]: takes effect at once; [start]: read once when the node starts.
+HAND_STAGE_PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
+    "backend": (BACKEND_NAMES[0], text_param(
+        f"hand expert: {', '.join(BACKEND_NAMES)} (embedded: MediaPipe's models bundled with its wheel, CPU) "
+        "[configure]")),
+    "max_hands": (2, int_param("most hands at once [configure]", 1, 4)),
+    "hand_model": (HAND_MODEL_NAMES[0], text_param("open (package's own model) or mano (needs mano_dir) "
+                                                   "[configure]")),
+    "mano_dir": ("", text_param("folder with MANO_RIGHT/MANO_LEFT .pkl or .npz for hand_model mano [configure]")),
+}  # fmt: skip
+COMMON_PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
+    "marker_lifetime_s": (0.5, float_param("hand marker lifetime, s (0: forever) [configure]", 0.0, 60.0)),
+    "qos_image": ("SENSOR_DATA", text_param("image subscription QoS: " + ", ".join(QOS_CHOICES) + " [configure]")),
+    "qos_camera_info": ("SENSOR_DATA", text_param("camera_info subscription QoS [configure]")),
+    "diagnostics_period_s": (1.0, float_param("period of /diagnostics, s [configure]", 0.1, 60.0)),
+    "autostart": (True, text_param("configure and activate on start (no lifecycle manager needed) [start]")),
+}
+COMMON_CHOICES: dict[str, Sequence[str]] = {"backend": BACKEND_NAMES, "hand_model": HAND_MODEL_NAMES,
+                                            "qos_image": QOS_CHOICES, "qos_camera_info": QOS_CHOICES}
 
 
 def qos_profile(name: str) -> QoSProfile:
@@ -112,6 +136,11 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
 
     def _param(self, name: str):
         return self.get_parameter(name).value
+
+    def _hand_stage(self) -> dict[str, object]:
+        """The HandStageConfig fields (pipelines/hand_estimate.py) from HAND_STAGE_PARAMETERS."""
+        return {"backend": self._param("backend"), "max_hands": self._param("max_hands"),
+                "hand_model": self._param("hand_model"), "mano_dir": self._param("mano_dir") or None}
 
     # ------------------------------------------------------------------ lifecycle
 

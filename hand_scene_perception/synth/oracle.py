@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..core.detections import HandDetection
+from ..backends.base import HandDetection
 from .multiview import MultiViewFrame
 from .sequence import HandTruth, SynthFrame
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.backends.crop_redetect import CropRedetectDetector, crop_window, landmark_box
 from hand_scene_perception.backends.mediapipe_hands import MediaPipeHandDetector
-from hand_scene_perception.core.detections import HandDetection
 from hand_scene_perception.core.hand_model import HandSide
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real_hands"

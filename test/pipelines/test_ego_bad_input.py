@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.core.camera import PinholeCamera
-from hand_scene_perception.core.detections import HandDetection
 from hand_scene_perception.pipelines.ego import EgoFrame, EgoPipeline
 from hand_scene_perception.pipelines.ego_eval import OracleDetector, stamp_ns
 from hand_scene_perception.synth.sequence import generate_sequence

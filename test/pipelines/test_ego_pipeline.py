@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.core import metrics
 from hand_scene_perception.core.camera import PinholeCamera
-from hand_scene_perception.core.detections import HandDetection
 from hand_scene_perception.core.fitting import retarget_bone_lengths
 from hand_scene_perception.core.hand_model import MEDIAPIPE_PARENTS
 from hand_scene_perception.core.tracking import TrackerConfig

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hand_scene_perception.core.detections import HandDetection
+from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.pipelines.ego import EgoFrame, EgoPipeline, EgoResult
 from hand_scene_perception.pipelines.ego_eval import stamp_ns
 from hand_scene_perception.synth.oracle import oracle_landmarks
@@ -16,6 +16,8 @@ from hand_scene_perception.synth.sequence import SynthFrame, generate_sequence
 class StampedOracle:
     """Noisy ground-truth landmarks of the frame with the given stamp: in a stream the detector runs ahead
     of the caller, so it cannot be told "the current frame" as the evaluation's oracle is."""
+
+    metric_size_sigma = 0.0  # ground-truth joints: their metric size is exact
 
     def __init__(self, frames: dict[int, SynthFrame]) -> None:
         self.frames = frames

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import yaml
 
+from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.core import metrics
 from hand_scene_perception.core.camera import PinholeCamera
-from hand_scene_perception.core.detections import HandDetection
 from hand_scene_perception.core.hand_model import HandSide
 from hand_scene_perception.core.rig_calibration import CalibrationConfig, RigState
 from hand_scene_perception.pipelines.multiview import MultiviewConfig, MultiviewPipeline, ViewFrame

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from hand_scene_perception.core.detections import HandDetection
+from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.core.fitting import HandFitter, random_pose
 from hand_scene_perception.core.hand_model import HandSide, create_hand_model
 from hand_scene_perception.datasets.ground_truth import RealSequence, load_real_sequence, save_ground_truth

@@ -15,7 +15,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import CameraInfo, Image
 
-from hand_scene_perception.core.detections import HandDetection
+from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.pipelines.ego_eval import stamp_ns
 from hand_scene_perception.ros.conversions import camera_info_msg, depth_msg, image_msg
 from hand_scene_perception.synth.oracle import oracle_landmarks
@@ -58,6 +58,8 @@ def frame_messages(frame: SynthFrame, encoding: str = "rgb8") -> FrameMessages:
 
 class StampOracle:
     """Ground-truth landmarks of the frame with the given stamp (HandDetector protocol)."""
+
+    metric_size_sigma = 0.0  # ground-truth joints: their metric size is exact
 
     def __init__(self, frames: list[SynthFrame], noise_px: float = 0.5, seed: int = 0) -> None:
         self._frames = {frame_stamp(frame): frame for frame in frames}

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
+from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.core.camera import PinholeCamera
-from hand_scene_perception.core.detections import HandDetection
 from hand_scene_perception.core.rig_calibration import RigCalibrator, RigCamera, RigState
 from hand_scene_perception.core.transforms import inverse_matrices
 from hand_scene_perception.ros.conversions import NS_PER_S, camera_info_msg, image_msg
@@ -99,6 +99,8 @@ class Rig:
 
 class ViewOracle:
     """Ground-truth landmarks of one camera for the frame nearest the given stamp (HandDetector protocol)."""
+
+    metric_size_sigma = 0.0  # ground-truth joints: their metric size is exact
 
     def __init__(self, rig: Rig, view: int, noise_px: float, seed: int = 0) -> None:
         self.rig, self.view, self.noise_px = rig, view, noise_px

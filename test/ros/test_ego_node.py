@@ -218,9 +218,11 @@ def test_parameters_out_of_range_rejected(context, frames):
     try:
         for name, value in (("voxel_size_m", 0.0), ("max_hands", 9), ("map_publish_rate_hz", 100.0),
                             ("qos_image", "FAST"), ("hand_model", "mesh"), ("camera_pose_source", "gps"),
-                            ("tf_timeout_s", 10.0)):  # fmt: skip
+                            ("tf_timeout_s", 10.0), ("backend", "learned")):  # fmt: skip
             (result,) = node.set_parameters([Parameter(name, value=value)])
             assert not result.successful, name
+        (result,) = node.set_parameters([Parameter("backend", value="gpu")])
+        assert "backend must be one of embedded" in result.reason
         (result,) = node.set_parameters([Parameter("map_publish_rate_hz", value=5.0)])
         assert result.successful and node.get_parameter("map_publish_rate_hz").value == 5.0
         descriptor = node.describe_parameter("voxel_size_m")

@@ -122,7 +122,7 @@ def test_node_parameter_arguments_override_the_file(params_file, tmp_path):
     (spec,) = plan_for(
         params_file,
         namespace="robot1",
-        backend="learned",
+        backend="embedded",
         hand_model="mano",
         mano_dir=str(mano),
         world_frame="map",
@@ -132,7 +132,7 @@ def test_node_parameter_arguments_override_the_file(params_file, tmp_path):
     assert spec.namespace == "/robot1"
     assert spec.parameter_overrides() == {
         "use_sim_time": True,
-        "backend": "learned",
+        "backend": "embedded",
         "hand_model": "mano",
         "mano_dir": str(mano.resolve()),
         "world_frame": "map",
@@ -163,7 +163,8 @@ def test_rviz_falls_back_to_the_default_world_frame(tmp_path):
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"backend": "gpu"}, r"backend:='gpu' is not one of: embedded, learned"),
+        ({"backend": "gpu"}, r"backend:='gpu' is not one of: embedded"),
+        ({"backend": "learned"}, r"backend:='learned' is not one of: embedded"),
         ({"hand_model": "MANO"}, r"hand_model:='MANO' is not one of"),
         ({"use_depth": "maybe"}, r"use_depth:='maybe' is not one of"),
         ({"use_sim_time": "yes"}, r"use_sim_time:='yes' is not a boolean"),
@@ -208,13 +209,13 @@ def test_params_file_sections_apply_as_rcl_matches_them(tmp_path):
         "/**:\n  ros__parameters:\n    world_frame: a\n    use_depth: false\n"
         "other_node:\n  ros__parameters:\n    world_frame: b\n"
         "/**/ego_reconstruction:\n  ros__parameters:\n    world_frame: c\n"
-        "/robot1/*:\n  ros__parameters:\n    backend: learned\n"
+        "/robot1/*:\n  ros__parameters:\n    backend: embedded\n"
     )
     assert load_node_parameters(path) == {"world_frame": "c", "use_depth": False}
     assert load_node_parameters(path, "/robot1/ego_reconstruction") == {
         "world_frame": "c",
         "use_depth": False,
-        "backend": "learned",
+        "backend": "embedded",
     }
     # A section keyed by the bare node name addresses the node in the root namespace only (rcl's rule), so a
     # namespaced node does not get its values: rviz then falls back to the default world frame.

@@ -326,7 +326,7 @@ def test_parameters_out_of_range_rejected(context, rig):
     node = _node(context, rig, autostart=False)
     try:
         for name, value in (("view_timeout_s", 0.0), ("max_hands", 9), ("qos_image", "FAST"),
-                            ("hand_model", "mesh"), ("camera_frames", [1, 2])):  # fmt: skip
+                            ("hand_model", "mesh"), ("camera_frames", [1, 2]), ("backend", "gpu")):  # fmt: skip
             (result,) = node.set_parameters([Parameter(name, value=value)])
             assert not result.successful, name
         (result,) = node.set_parameters([Parameter("camera_frames", value=["a", "b", "c"])])

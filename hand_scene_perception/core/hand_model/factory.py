@@ -1,10 +1,15 @@
-"""Choose a hand model by name (configuration and CLI use this, not the classes)."""
+"""Choose a hand model by name (configuration and CLI use this, not the classes).
+
+Torch-free to import (the models are imported when built), so listing the names stays cheap.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .base import HandModel
+if TYPE_CHECKING:
+    from .base import HandModel
 
 HAND_MODEL_NAMES: tuple[str, ...] = ("open", "mano")
 
