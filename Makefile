@@ -16,7 +16,7 @@ endif
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-complete
 
-# Network safety (DESIGN.md §4): DDS discovery stays on this machine for every process started here.
+# Network safety (ARCHITECTURE.md, Environment): DDS discovery stays on this machine for every process started here.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 # Tests bring their own DDS domain; keep the user's from leaking in.
 export PYTHONDONTWRITEBYTECODE := 1

@@ -34,8 +34,8 @@ setup(
     entry_points={
         "console_scripts": [
             "hand-scene = hand_scene_perception.cli:main",
-            "ego_reconstruction = hand_scene_perception.ros.ego_node:main",
-            "multiview_fusion = hand_scene_perception.ros.multiview_node:main",
+            "ego_reconstruction = hand_scene_perception.ros.ego.node:main",
+            "multiview_fusion = hand_scene_perception.ros.multiview.node:main",
         ],
     },
 )

@@ -193,7 +193,8 @@ def _sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def _stamp_ns(index: int, fps: float) -> int:
-    """Stamp of frame ``index`` at ``fps``, exact to the nanosecond (never the wall clock, DESIGN.md §3)."""
+    """Stamp of frame ``index`` at ``fps``, exact to the nanosecond (never the wall clock, ARCHITECTURE.md,
+    Conventions)."""
     return round(index * 1e9 / fps)
 
 
@@ -438,8 +439,8 @@ def run_eval_real(args: argparse.Namespace) -> int:
     """The ego pipeline, its per-image path and its raw detector on real frames: against the ground truth of a
     ``ground_truth.npz`` folder, or (a video or image folder without labels) against each other."""
     from .datasets.ground_truth import GROUND_TRUTH_FILE, load_real_sequence
+    from .eval.real import consistency, evaluate_real, expert_factory, run_estimates
     from .pipelines.ego import EgoConfig
-    from .pipelines.real_eval import consistency, evaluate_real, expert_factory, run_estimates
 
     if args.path is None:
         raise ValueError("eval real needs a folder (frames/ + ground_truth.npz) or a video / image folder")
@@ -452,7 +453,7 @@ def run_eval_real(args: argparse.Namespace) -> int:
         sequence = load_real_sequence(args.path, with_depth=args.depth)
         progress = _Progress(len(sequence.frames), command="eval real")
         if args.retarget_urdf_dir is not None:
-            from .pipelines.retarget_eval import dex_factory, evaluate_real_with_retargeting
+            from .eval.retarget import dex_factory, evaluate_real_with_retargeting
 
             robots = [name.strip() for name in args.retarget_robots.split(",") if name.strip()]
             factory = dex_factory(args.retarget_urdf_dir, robots)  # fails before any frame is processed
@@ -495,7 +496,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.system == "real":
         return run_eval_real(args)
     if args.system == "multiview":
-        from .pipelines.multiview_eval import evaluate_multiview
+        from .eval.multiview import evaluate_multiview
 
         hands = args.hands or [1]
         if len(hands) != 1:
@@ -505,7 +506,7 @@ def run_eval(args: argparse.Namespace) -> int:
             oracle=args.oracle, noise_px=args.noise_px, camera_info=args.camera_info,
         )  # fmt: skip
         return _print_report(summary, args.json)
-    from .pipelines.ego_eval import evaluate_ego
+    from .eval.ego import evaluate_ego
 
     summary = evaluate_ego(
         seeds=tuple(args.seeds), num_frames=args.frames or 100, num_hands=tuple(args.hands or [1, 2]),
@@ -517,29 +518,29 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     """Benchmark a pipeline against its reference in the same run (or the synthetic generator) and print it."""
     if args.system == "synth":
-        from .synth.bench import benchmark_synth
+        from .eval.synth import benchmark_synth
 
         return _print_report(benchmark_synth(num_frames=args.frames, seed=args.seed), args.json)
     if args.system == "ros-ego":
-        from .ros.ego_bench import benchmark_ros_ego
+        from .eval.ros_ego import benchmark_ros_ego
 
         return _print_report(benchmark_ros_ego(duration_s=args.duration), args.json)
     if args.system == "ros-soak":
-        from .ros.ego_bench import benchmark_ros_soak
+        from .eval.ros_ego import benchmark_ros_soak
 
         return _print_report(benchmark_ros_soak(duration_s=args.duration), args.json)
     if args.system == "multiview":
-        from .pipelines.multiview_eval import benchmark_multiview
+        from .eval.multiview import benchmark_multiview
 
         return _print_report(benchmark_multiview(num_frames=args.frames, seed=args.seed), args.json)
-    from .pipelines.ego_eval import benchmark_ego
+    from .eval.ego import benchmark_ego
 
     return _print_report(benchmark_ego(num_frames=args.frames, seed=args.seed), args.json)
 
 
 def run_launch(args: argparse.Namespace) -> int:
     """Run a system's launch plan in this process (the wiring of launch/<system>.launch.py; no `ros2 launch`)."""
-    from .ros.launch_runner import launch_values, run_launch
+    from .ros.launch.runner import launch_values, run_launch
 
     values = launch_values(args.arguments, None if args.params is None else str(args.params))
     return run_launch(args.system, values, args.ros_args, allow_network_discovery=args.allow_network_discovery,
@@ -548,7 +549,7 @@ def run_launch(args: argparse.Namespace) -> int:
 
 def run_video2bag(args: argparse.Namespace) -> int:
     """Turn a video or image folder (optionally with aligned depth) into a rosbag2 camera bag."""
-    from .ros.bags import CameraFrame, camera_topics, write_camera_bag
+    from .ros.bags.transport import CameraFrame, camera_topics, write_camera_bag
 
     source = _open_run_input(args.input, args.fps, args.max_frames)
     try:
@@ -582,7 +583,7 @@ def run_video2bag(args: argparse.Namespace) -> int:
 
 def run_replay(args: argparse.Namespace) -> int:
     """Publish a bag's topics over DDS with /clock (use_sim_time for the nodes listening)."""
-    from .ros.bags import parse_remaps, replay_bag
+    from .ros.bags.transport import parse_remaps, replay_bag
 
     stats = replay_bag(
         args.bag, rate=args.rate, loop=args.loop, topics=args.topics, remaps=parse_remaps(args.remap),
@@ -598,7 +599,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def run_record(args: argparse.Namespace) -> int:
     """Record the ego or multiview node's outputs (or --topics) to a bag until --duration or Ctrl-C."""
-    from .ros.bags import EGO_OUTPUT_TOPICS, multiview_output_topics, record_bag
+    from .ros.bags.transport import EGO_OUTPUT_TOPICS, multiview_output_topics, record_bag
 
     outputs = EGO_OUTPUT_TOPICS if args.system == "ego" else multiview_output_topics(args.cameras)
     counts = record_bag(
@@ -613,14 +614,14 @@ def run_record(args: argparse.Namespace) -> int:
 
 def run_process(args: argparse.Namespace) -> int:
     """Run the ego pipeline over a bag as fast as it goes (no DDS) and write the node's outputs to a bag."""
-    from .ros.bag_io import open_bag
+    from .ros.bags.io import open_bag
 
     reader = open_bag(args.bag)  # a bad bag is reported before the pipeline's imports
     images = sum(c.msgcount for c in reader.connections if c.topic == (args.image_topic or "/camera/image_raw"))
     reader.close()
     from .backends.mediapipe_hands import MediaPipeUnavailableError
     from .pipelines.ego import EgoConfig
-    from .ros.bag_process import process_bag
+    from .ros.bags.process import process_bag
 
     config = EgoConfig(backend=args.backend, max_hands=args.max_hands, hand_model=args.hand_model,
                        mano_dir=None if args.mano_dir is None else str(args.mano_dir),

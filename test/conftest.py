@@ -1,6 +1,6 @@
 """Test-suite guards shared by every test.
 
-Network safety (DESIGN.md §4): any process that starts rclpy must keep DDS discovery on
+Network safety (ARCHITECTURE.md, Environment): any process that starts rclpy must keep DDS discovery on
 this machine. The suite refuses to run without ROS_AUTOMATIC_DISCOVERY_RANGE set to
 LOCALHOST (or OFF), and every subprocess a test starts inherits the environment built by
 :func:`ros_subprocess_env`.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 SAFE_DISCOVERY_RANGES = ("LOCALHOST", "OFF")
-# Real images for detector tests live beside the repository (never copied into it; DESIGN.md §9).
+# Real images for detector tests live beside the repository (never copied into it: README, Real data).
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 

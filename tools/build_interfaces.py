@@ -1,6 +1,6 @@
 """Build and install the ROS 2 interface packages into a Python virtual environment.
 
-ROS 2 from PyPI wheels (DESIGN.md §4) can build rosidl interface packages, but the
+ROS 2 from PyPI wheels (ARCHITECTURE.md, Environment) can build rosidl interface packages, but the
 wheels' exported CMake files hard-code the include directories of the machine they were
 built on (``/opt/python/cpXY-cpXY/...``). This script repoints those paths at this
 interpreter, then configures, builds and installs ``hand_scene_msgs`` (and, only when

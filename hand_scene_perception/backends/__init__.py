@@ -1,1 +1,2 @@
-"""One class per way of estimating (embedded MediaPipe hands, learned networks) behind small protocols."""
+"""Hand experts behind one protocol (base.py), listed by name in registry.py: the embedded MediaPipe hands now,
+learned networks (models/, once they land) later."""

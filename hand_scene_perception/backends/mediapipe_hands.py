@@ -1,7 +1,7 @@
 """The embedded hand expert: MediaPipe 0.10.21's bundled hand models through the Tasks API, fully offline.
 
 The Tasks ``HandLandmarker`` needs a ``.task`` bundle that the wheel does not ship; the wheel does ship
-the two models it holds, so :func:`ensure_hand_landmarker_bundle` zips them into one (DESIGN.md §5).
+the two models it holds, so :func:`ensure_hand_landmarker_bundle` zips them into one (ARCHITECTURE.md, Environment).
 The Tasks API was chosen over the legacy ``mp.solutions.hands`` by measurement
 (``tools/compare_mediapipe_apis.py``): it reproduces MediaPipe's own expected landmarks where the legacy
 graph does not, at a similar speed.

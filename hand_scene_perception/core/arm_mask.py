@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-# Landmarks whose hull is the fingers beyond the knuckles (DESIGN.md §3 order): the fill must not pass through a
+# Landmarks whose hull is the fingers beyond the knuckles (ARCHITECTURE.md, Conventions order): the fill must not pass
+# through a
 # fingertip that touches something. The palm stays open, or a wrist seen through the palm could not start a fill.
 _FINGER_JOINTS = [3, 4, 6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20]
 # Depth step allowed between neighbouring pixels, as a fraction of the hand's depth (at least STEP_MIN_M).

@@ -3,7 +3,7 @@
 Everything downstream (metric placement, odometry, multi-view calibration, rendering) needs
 the same projection and its exact inverse, so they live here once, ROS-free and numpy-only.
 
-Conventions (DESIGN.md §3): points are in the camera's optical frame (z forward, x right,
+Conventions (ARCHITECTURE.md, Conventions): points are in the camera's optical frame (z forward, x right,
 y down), metres; pixel coordinates have the centre of the top-left pixel at (0, 0), as in
 OpenCV and ROS. Supported ``distortion_model`` values and their ``D`` layouts:
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # base.py imports torch; contacts (and the ROS conversions us
 REGIONS: tuple[str, ...] = ("palm", "thumb_tip", "index_tip", "middle_tip", "ring_tip", "pinky_tip", "finger")
 _TIP_JOINTS = (4, 8, 12, 16, 20)
 _TIP_RADIUS_M = 0.012
-# Bones (joint pairs, DESIGN.md §3 order) that make up the palm; all other bones are fingers.
+# Bones (joint pairs, ARCHITECTURE.md, Conventions order) that make up the palm; all other bones are fingers.
 _PALM_BONES = ((0, 1), (0, 5), (0, 9), (0, 13), (0, 17), (5, 9), (9, 13), (13, 17), (1, 5))
 _FINGER_BONES = tuple((a, a + 1) for base in (1, 5, 9, 13, 17) for a in range(base, base + 3))
 _THRESHOLD_M = 0.01

@@ -1,4 +1,4 @@
-"""The per-hand result every pipeline produces and the ROS layer converts (DESIGN.md §2).
+"""The per-hand result every pipeline produces and the ROS layer converts (ARCHITECTURE.md, Layers).
 
 Plain numpy data, no ROS and no torch, so pipelines, benchmarks and file writers share it.
 """
@@ -18,7 +18,7 @@ from .hand_model.side import HandSide
 class HandState:
     """One hand at one instant, all 3D data in one frame (metres).
 
-    joints: (21, 3) in the product order (DESIGN.md §3).
+    joints: (21, 3) in the product order (ARCHITECTURE.md, Conventions).
     wrist_pose: (4, 4) pose of the wrist frame (x toward the middle MCP, z out of the back
         of the hand, y = z x x) in the data frame.
     model_pose: (16, 3) axis-angle in MANO joint order, row 0 global; model_shape: (S,);

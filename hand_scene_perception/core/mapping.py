@@ -17,7 +17,6 @@ are signed against.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -367,75 +366,4 @@ def _grid_normals(points: np.ndarray) -> np.ndarray:
     scale = np.where(facing > 0, np.float32(-1), np.float32(1)) / np.where(ok, norm, np.float32(1))
     out = np.zeros(points.shape, np.float32)
     out[:, 1:-1, 1:-1] = np.where(ok, n * scale, np.float32(0))
-    return out
-
-
-def _room_depth(camera: PinholeCamera, T_world_camera: np.ndarray, half_extent: np.ndarray) -> np.ndarray:
-    """(h, w) float32 depth of the inside of an axis-aligned box centred on the world origin."""
-    u, v = np.meshgrid(np.arange(camera.width), np.arange(camera.height))
-    rays = camera.unproject(np.stack([u, v], -1).astype(np.float64))
-    directions = rays @ T_world_camera[:3, :3].T
-    with np.errstate(divide="ignore"):
-        hits = (np.sign(directions) * half_extent - T_world_camera[:3, 3]) / directions
-    return np.min(np.where(hits > 0, hits, np.inf), axis=-1).astype(np.float32)
-
-
-def benchmark_map(frames: int = 60, max_voxels: int = 500_000) -> dict[str, float]:
-    """Median milliseconds per 640x480 stride-2 integrate on a small map and on a full ``max_voxels`` map
-    (a camera panning inside a 5 x 3 x 5 m room, 1 cm voxels), per contact query of a hand-sized
-    vertex cloud touching a wall (through :meth:`VoxelMap.near` and through full-map arrays), and per
-    ``points()``/``normals()`` snapshot."""
-    from .contacts import find_contacts, find_map_contacts  # the contacts module builds on this one
-
-    camera = PinholeCamera.from_intrinsics(fx=525.0, fy=525.0, cx=319.5, cy=239.5, width=640, height=480)
-    half = np.array([2.5, 1.5, 2.5])
-    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-
-    def pose(yaw: float) -> np.ndarray:
-        T = np.eye(4)
-        c, s = np.cos(yaw), np.sin(yaw)
-        T[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
-        T[:3, 3] = [0.3 * np.sin(yaw), 0.2, 0.3 * np.cos(yaw)]
-        return T
-
-    def median_ms(run: Callable[[int], object], count: int) -> float:
-        times = []
-        for k in range(count):
-            start = time.perf_counter()
-            run(k)
-            times.append(time.perf_counter() - start)
-        return 1e3 * float(np.median(times))
-
-    def pan(vmap: VoxelMap, yaw0: float) -> Callable[[int], object]:
-        views = [(pose(yaw0 + 0.01 * k), _room_depth(camera, pose(yaw0 + 0.01 * k), half)) for k in range(frames)]
-        return lambda k: vmap.integrate(views[k][1], image, camera, views[k][0])
-
-    small = VoxelMap(0.01, max_voxels)
-    out = {"integrate_small_ms": median_ms(pan(small, 0.0), frames), "small_voxels": float(len(small))}
-    full = VoxelMap(0.01, max_voxels)
-    yaw = 0.0
-    for _ in range(200):  # a bounded fill: the room holds about 1.1M voxels
-        if len(full) >= _EVICT_TO * max_voxels:
-            break
-        yaw += 0.4
-        full.integrate(_room_depth(camera, pose(yaw), half), image, camera, pose(yaw))
-    out["integrate_full_ms"] = median_ms(pan(full, yaw), frames)
-    out["full_voxels"] = float(len(full))
-
-    T = pose(yaw + 0.01 * frames)
-    wall = T[:3, 3] + float(_room_depth(camera, T, half)[240, 320]) * T[:3, 2]
-    rng = np.random.default_rng(1)
-    hand = wall - 0.02 * T[:3, 2] + (rng.uniform(-1, 1, (778, 3)) * [0.09, 0.04, 0.015]) @ T[:3, :3].T
-    regions = np.arange(778) % 7
-    out["contacts_near_ms"] = median_ms(lambda _: find_map_contacts(hand, "right", 0, full, regions=regions), 20)
-    out["contacts_arrays_ms"] = median_ms(
-        lambda _: find_contacts(hand, "right", 0, full.points(), full.normals(), regions=regions), 20
-    )
-    out["contacts_found"] = float(len(find_map_contacts(hand, "right", 0, full, regions=regions)))
-
-    def snapshot(_: int) -> None:
-        full.version += 1  # as after an integrate: the cached arrays are recomputed
-        full.points(), full.normals()
-
-    out["points_normals_ms"] = median_ms(snapshot, 10)
     return out

@@ -1,4 +1,4 @@
-"""Evaluation metrics of the reference protocols (DESIGN.md §7), numpy/scipy only.
+"""Evaluation metrics of the reference protocols (ARCHITECTURE.md, Metrics), numpy/scipy only.
 
 Units: 3D inputs are in metres (the product's unit); joint errors are returned in
 millimetres (functions named ``*_mm``), trajectory and map errors in metres (``*_m``).
@@ -18,8 +18,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from hand_scene_perception.core.alignment import apply_similarity, procrustes_align, umeyama
-from hand_scene_perception.core.transforms import check_rigid_matrices, inverse_matrices
+from .alignment import apply_similarity, procrustes_align, umeyama
+from .transforms import check_rigid_matrices, inverse_matrices
 
 M_TO_MM = 1000.0
 

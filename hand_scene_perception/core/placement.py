@@ -132,7 +132,8 @@ WRIST_REACH_M = 0.12
 class HandPlacement:
     """A hand placed in the camera's optical frame.
 
-    joints_cam_m: (21, 3) metres, product joint order. wrist_pose: (4, 4) T_camera_wrist (DESIGN.md §3 wrist
+    joints_cam_m: (21, 3) metres, product joint order. wrist_pose: (4, 4) T_camera_wrist (ARCHITECTURE.md, Conventions
+    wrist
     frame). rotation, translation: the rigid map from the input local joints (before ``scale``) to the camera.
     scale: 1 without depth; with depth, how much larger the hand is than the (size-fused) local joints said.
     size_scale: the size fusion's factor on the input local joints (1 with ``size_sigma=0``); rotation and

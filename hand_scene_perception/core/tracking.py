@@ -1,6 +1,6 @@
 """Hand tracking over time: stable ids, voted sides, re-identification after short gaps, smoothing.
 
-Per frame the detector gives hands with a noisy side label (DESIGN.md §5: single-frame handedness is
+Per frame the detector gives hands with a noisy side label (ARCHITECTURE.md, Environment: single-frame handedness is
 wrong often enough to need voting) and no identity. :class:`HandTracker` turns them into tracks:
 
 - **Association**: observations are matched to tracks with the Hungarian algorithm on the distance

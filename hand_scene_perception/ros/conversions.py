@@ -2,7 +2,7 @@
 
 No node state lives here, so every function is unit-testable without DDS. Large numeric
 fields are filled from ``array.array`` views of numpy buffers: assigning numpy arrays or
-lists to rosidl sequence fields checks every element in Python (DESIGN.md §4).
+lists to rosidl sequence fields checks every element in Python (ARCHITECTURE.md, Environment).
 """
 
 from __future__ import annotations

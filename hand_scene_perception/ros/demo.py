@@ -37,16 +37,15 @@ from hand_scene_msgs.msg import HandArray, HandMeshTopology
 from ..core import metrics
 from ..core.hand_model.side import HandSide
 from ..core.transforms import inverse_matrices, transform_points
-from ..pipelines.ego_eval import stamp_ns
 from ..pipelines.ego_figure import HandMesh, render_scene_view
 from ..pipelines.ego_outputs import write_json, write_png
-from ..synth.sequence import SynthFrame, default_camera, generate_sequence
-from .bag_io import BagWriter
-from .bags import EGO_OUTPUT_TOPICS, BagPlayer, BagRecorder, CameraFrame, camera_topics, write_camera_bag
+from ..synth.sequence import SynthFrame, default_camera, generate_sequence, stamp_ns
+from .bags.io import BagWriter
+from .bags.transport import EGO_OUTPUT_TOPICS, BagPlayer, BagRecorder, CameraFrame, camera_topics, write_camera_bag
 from .conversions import MSG_TO_SIDE, hand_state, point_cloud_arrays, pose_matrix, time_ns
-from .ego_node import EgoReconstructionNode
-from .launch_plan import EGO_NODE_NAME, ego_launch_plan
-from .launch_runner import ensure_local_discovery, node_ros_arguments, use_shipped_dds_profile
+from .ego.node import EgoReconstructionNode
+from .launch.plan import EGO_NODE_NAME, ego_launch_plan
+from .launch.runner import ensure_local_discovery, node_ros_arguments, use_shipped_dds_profile
 
 DEFAULT_FRAMES = 150
 DEFAULT_SEED = 0

@@ -5,16 +5,12 @@ The node owns the state (what to report, when); these functions only measure rat
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.serialization import serialize_message
 
-from .conversions import NS_PER_S, header_msg, point_cloud_msg
+from .conversions import NS_PER_S, header_msg
 
 OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
 _LEVELS = (OK, WARN, ERROR, STALE)
@@ -85,29 +81,3 @@ def diagnostic_status(
 def diagnostic_array(statuses: Iterable[DiagnosticStatus], stamp_ns: int) -> DiagnosticArray:
     """diagnostic_msgs/DiagnosticArray for /diagnostics."""
     return DiagnosticArray(header=header_msg("", stamp_ns), status=list(statuses))
-
-
-def benchmark_point_cloud(num_points: int = 500_000, repeats: int = 15, seed: int = 0) -> dict[str, float]:
-    """Time encoding a coloured cloud into PointCloud2 plus rclpy serialisation (what a publish costs
-    in this process before DDS takes the bytes); medians over ``repeats`` runs, milliseconds."""
-    rng = np.random.default_rng(seed)
-    points = rng.uniform(-5.0, 5.0, size=(num_points, 3)).astype(np.float32)
-    colors = rng.integers(0, 256, size=(num_points, 3), dtype=np.uint8)
-    encode, serialize, total = [], [], []
-    size = 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        msg = point_cloud_msg(points, colors, "map", 0)
-        encoded = time.perf_counter()
-        size = len(serialize_message(msg))
-        end = time.perf_counter()
-        encode.append(encoded - start)
-        serialize.append(end - encoded)
-        total.append(end - start)
-    return {
-        "num_points": num_points,
-        "map_publish_ms": 1000 * statistics.median(total),
-        "encode_ms": 1000 * statistics.median(encode),
-        "serialize_ms": 1000 * statistics.median(serialize),
-        "serialized_bytes": size,
-    }

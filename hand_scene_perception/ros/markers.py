@@ -20,7 +20,7 @@ from ..core.hand_model.side import HandSide
 from ..core.hand_state import HandState
 from .conversions import NS_PER_S, header_msg
 
-# Joint index pairs (child, parent) of the 21-joint product order (DESIGN.md §3): 20 bones.
+# Joint index pairs (child, parent) of the 21-joint product order (ARCHITECTURE.md, Conventions): 20 bones.
 SKELETON_EDGES: tuple[tuple[int, int], ...] = tuple(
     (child, parent) for child, parent in enumerate(MEDIAPIPE_PARENTS) if parent >= 0
 )

@@ -1,7 +1,7 @@
 """What every pipeline node here shares: parameter tables, input QoS words, the lifecycle teardown, the one-slot
 mailbox feeding a worker thread, throttled problem reports and ``main``.
 
-The nodes (ros/ego_node.py, ros/multiview_node.py) differ in their inputs, outputs and services; the plumbing that
+The nodes (ros/ego/node.py, ros/multiview/node.py) differ in their inputs, outputs and services; the plumbing that
 keeps latency from building up and keeps a bad input from stopping the node is the same and lives here once.
 A subclass sets ``PARAMETERS`` (name: (default, descriptor)) and ``CHOICES`` (name: accepted words), initialises
 its own fields in :meth:`_init_state`, and implements ``on_configure``/``on_activate`` and

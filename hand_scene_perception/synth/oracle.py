@@ -61,3 +61,20 @@ def oracle_detections(
             )
         )
     return detections
+
+
+class OracleDetector:
+    """Ground-truth landmarks with pixel noise, behind the detector interface (geometry without detector error)."""
+
+    metric_size_sigma = 0.0  # its hand-centred joints have the true metric size (EgoConfig.detector_size_sigma)
+
+    def __init__(self, noise_px: float, seed: int = 0) -> None:
+        self.noise_px = float(noise_px)
+        self._rng = np.random.default_rng(seed)
+        self.frame: SynthFrame | None = None
+
+    def detect(self, image_rgb: np.ndarray, timestamp_ns: int | None = None) -> list[HandDetection]:
+        """Noisy landmarks of the frame set in :attr:`frame` (the image itself is not looked at)."""
+        if self.frame is None:
+            raise RuntimeError("OracleDetector.frame must be set to the synthetic frame before detect()")
+        return oracle_landmarks(self.frame, self.noise_px, self._rng)

@@ -1,6 +1,6 @@
 """A small vectorised numpy rasteriser for synthetic ground truth (hands, forearms, scene meshes).
 
-Pinhole camera in the optical frame (DESIGN.md §3): +z forward, +x right, +y down; pixel
+Pinhole camera in the optical frame (ARCHITECTURE.md, Conventions): +z forward, +x right, +y down; pixel
 (u, v) = (fx·x/z + cx, fy·y/z + cy) with pixel centres at integer coordinates. Triangles are scan
 converted all at once in numpy: each triangle's rows are clipped against its three edges, so only
 covered pixels are generated, and the nearest fragment wins a z-buffer that spans the mesh's screen

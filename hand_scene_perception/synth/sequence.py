@@ -5,7 +5,7 @@ Everything is a function of the seed (scene, skin tone, light, hand shapes, moti
 path, image noise), so the same arguments always give the same arrays. Per frame the generator
 renders RGB (procedurally textured room + skin-shaded open hand model with a forearm, lens blur and
 sensor noise), metric depth, hand segmentation and the ground truth a pipeline is scored against
-(DESIGN.md §3 frames and joint order).
+(ARCHITECTURE.md, Conventions frames and joint order).
 
 Realism is tuned against the embedded detector (``tools/synth_detection_rate.py``): MediaPipe was
 trained on photos, so hands come with forearms that hide the hand model's wrist stub (otherwise the
@@ -98,7 +98,7 @@ MIN_SEEN_JOINTS = 8
 
 @dataclass(frozen=True)
 class HandTruth:
-    """Ground truth of one hand in one frame (metres; joints in DESIGN.md §3 order).
+    """Ground truth of one hand in one frame (metres; joints in ARCHITECTURE.md, Conventions order).
 
     ``visible``: the hand covers at least the generator's minimum pixel count in the segmentation;
     ``joints_in_image``: (21,) whether each projected joint lies inside the image, in front of the camera
@@ -763,3 +763,8 @@ def preview_image(frames: Iterable[SynthFrame], scale: float = 0.5) -> Image.Ima
     if not rows:
         raise ValueError("preview_image needs at least one frame")
     return Image.fromarray(np.concatenate(rows, 0))
+
+
+def stamp_ns(frame: SynthFrame, offset_ns: int = 0) -> int:
+    """Integer nanosecond stamp of a synthetic frame."""
+    return offset_ns + round(frame.stamp * 1_000_000_000)

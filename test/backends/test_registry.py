@@ -46,7 +46,7 @@ def test_size_sigma_comes_from_the_expert_unless_configured():
 
 
 def test_listing_backends_imports_no_backend_runtime():
-    code = ("import sys; import hand_scene_perception.backends.registry, hand_scene_perception.ros.launch_plan; "
+    code = ("import sys; import hand_scene_perception.backends.registry, hand_scene_perception.ros.launch.plan; "
             "print(sorted(m for m in ('torch', 'mediapipe', 'cv2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

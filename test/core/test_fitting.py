@@ -7,9 +7,10 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from hand_scene_perception.core.camera import PinholeCamera
-from hand_scene_perception.core.fitting import FitResult, HandFitter, benchmark_fit, random_pose
+from hand_scene_perception.core.fitting import FitResult, HandFitter, random_pose
 from hand_scene_perception.core.hand_model import HandModelOutput, HandSide, create_hand_model
 from hand_scene_perception.core.hand_model.wrist_frame import wrist_frame_from_joints
+from hand_scene_perception.eval.fit import benchmark_fit
 
 CAMERA = PinholeCamera.from_intrinsics(600.0, 600.0, 320.0, 240.0, 640, 480)
 SIDES = ("right", "left")

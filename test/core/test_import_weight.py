@@ -1,4 +1,5 @@
-"""Geometry, tracking and message code must not pull in torch (DESIGN.md §2: core torch-free where practical)."""
+"""Geometry, tracking and message code must not pull in torch (ARCHITECTURE.md, Layers: core torch-free outside the
+hand models)."""
 
 from __future__ import annotations
 

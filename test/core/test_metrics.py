@@ -1,4 +1,4 @@
-"""Metrics of DESIGN.md §7 on cases whose answers are worked out by hand."""
+"""Metrics of ARCHITECTURE.md, Metrics on cases whose answers are worked out by hand."""
 
 from __future__ import annotations
 

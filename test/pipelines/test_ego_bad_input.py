@@ -12,8 +12,8 @@ import pytest
 from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.pipelines.ego import EgoFrame, EgoPipeline
-from hand_scene_perception.pipelines.ego_eval import OracleDetector, stamp_ns
-from hand_scene_perception.synth.sequence import generate_sequence
+from hand_scene_perception.synth.oracle import OracleDetector
+from hand_scene_perception.synth.sequence import generate_sequence, stamp_ns
 
 
 @pytest.fixture(scope="module")

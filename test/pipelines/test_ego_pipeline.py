@@ -15,9 +15,10 @@ from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.fitting import retarget_bone_lengths
 from hand_scene_perception.core.hand_model import MEDIAPIPE_PARENTS
 from hand_scene_perception.core.tracking import TrackerConfig
+from hand_scene_perception.eval.ego import observed_surface
 from hand_scene_perception.pipelines.ego import EgoConfig, EgoFrame, EgoPipeline, hand_pixel_mask
-from hand_scene_perception.pipelines.ego_eval import OracleDetector, observed_surface, stamp_ns
-from hand_scene_perception.synth.sequence import generate_sequence
+from hand_scene_perception.synth.oracle import OracleDetector
+from hand_scene_perception.synth.sequence import generate_sequence, stamp_ns
 
 
 @pytest.fixture(scope="module")

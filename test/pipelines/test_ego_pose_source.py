@@ -11,9 +11,10 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from hand_scene_perception.core import metrics
+from hand_scene_perception.eval.ego import observed_surface
 from hand_scene_perception.pipelines.ego import EgoConfig, EgoFrame, EgoPipeline
-from hand_scene_perception.pipelines.ego_eval import OracleDetector, observed_surface, stamp_ns
-from hand_scene_perception.synth.sequence import default_camera, generate_sequence
+from hand_scene_perception.synth.oracle import OracleDetector
+from hand_scene_perception.synth.sequence import default_camera, generate_sequence, stamp_ns
 
 FRAMES = 8
 # A rig's camera somewhere in its world, far from the identity (any rigid pose would do).

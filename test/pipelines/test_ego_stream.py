@@ -8,9 +8,8 @@ import pytest
 
 from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.pipelines.ego import EgoFrame, EgoPipeline, EgoResult
-from hand_scene_perception.pipelines.ego_eval import stamp_ns
 from hand_scene_perception.synth.oracle import oracle_landmarks
-from hand_scene_perception.synth.sequence import SynthFrame, generate_sequence
+from hand_scene_perception.synth.sequence import SynthFrame, generate_sequence, stamp_ns
 
 
 class StampedOracle:
@@ -81,7 +80,7 @@ def test_stream_returns_the_pending_result_before_a_bad_frame_raises(sequence):
 
 
 def test_benchmark_reports_both_modes_against_the_detector_in_one_run():
-    from hand_scene_perception.pipelines.ego_eval import benchmark_ego
+    from hand_scene_perception.eval.ego import benchmark_ego
 
     report = benchmark_ego(num_frames=4, warmup=2, rounds=1)
     assert report["frames"] == 4 and report["warmup_frames"] == 2 and report["resolution"] == [640, 480]

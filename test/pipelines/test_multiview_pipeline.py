@@ -9,12 +9,12 @@ from hand_scene_perception.core import metrics
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.hand_model import HandSide
 from hand_scene_perception.core.rig_calibration import CalibrationConfig, RigState
-from hand_scene_perception.pipelines.multiview import MultiviewConfig, MultiviewPipeline, ViewFrame
-from hand_scene_perception.pipelines.multiview_eval import (
+from hand_scene_perception.eval.multiview import (
     OracleViewDetector,
     camera_errors,
     evaluate_multiview_sequence,
 )
+from hand_scene_perception.pipelines.multiview import MultiviewConfig, MultiviewPipeline, ViewFrame
 from hand_scene_perception.synth.multiview import MultiViewSequence
 
 NS = 1_000_000_000

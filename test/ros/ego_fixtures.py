@@ -16,10 +16,9 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import CameraInfo, Image
 
 from hand_scene_perception.backends.base import HandDetection
-from hand_scene_perception.pipelines.ego_eval import stamp_ns
 from hand_scene_perception.ros.conversions import camera_info_msg, depth_msg, image_msg
 from hand_scene_perception.synth.oracle import oracle_landmarks
-from hand_scene_perception.synth.sequence import SynthFrame, default_camera, generate_sequence
+from hand_scene_perception.synth.sequence import SynthFrame, default_camera, generate_sequence, stamp_ns
 
 CAMERA_FRAME = "head_camera_optical_frame"
 # Small frames keep the tests fast on a 2-core machine; the geometry is the same as at 640x480.

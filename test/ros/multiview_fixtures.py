@@ -20,7 +20,7 @@ from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.rig_calibration import RigCalibrator, RigCamera, RigState
 from hand_scene_perception.core.transforms import inverse_matrices
 from hand_scene_perception.ros.conversions import NS_PER_S, camera_info_msg, image_msg
-from hand_scene_perception.ros.multiview_processor import default_camera_frames
+from hand_scene_perception.ros.multiview.processor import default_camera_frames
 from hand_scene_perception.synth.multiview import MultiViewFrame, MultiViewSequence
 from hand_scene_perception.synth.oracle import oracle_view_detections
 

@@ -14,10 +14,10 @@ from tf2_msgs.msg import TFMessage
 from hand_scene_msgs.msg import HandArray, HandMeshTopology
 from hand_scene_perception.cli import main
 from hand_scene_perception.pipelines.ego import EgoConfig
-from hand_scene_perception.ros.bag_io import BagWriter, open_bag, read_messages
-from hand_scene_perception.ros.bag_process import OUTPUT_TYPES, process_bag
+from hand_scene_perception.ros.bags.io import BagWriter, open_bag, read_messages
+from hand_scene_perception.ros.bags.process import OUTPUT_TYPES, process_bag
 from hand_scene_perception.ros.conversions import hand_state, transform_msg
-from hand_scene_perception.ros.ego_processor import EgoMessageProcessor
+from hand_scene_perception.ros.ego.processor import EgoMessageProcessor
 
 FRAMES = 4
 

@@ -26,8 +26,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from hand_scene_msgs.msg import HandArray, HandMeshTopology
 from hand_scene_perception.cli import main
-from hand_scene_perception.ros.bag_io import BagError, BagWriter, message_definition, open_bag, read_messages
-from hand_scene_perception.ros.bags import BagPlayer, parse_remaps
+from hand_scene_perception.ros.bags.io import BagError, BagWriter, message_definition, open_bag, read_messages
+from hand_scene_perception.ros.bags.transport import BagPlayer, parse_remaps
 from hand_scene_perception.ros.conversions import depth_image, image_rgb, pinhole_camera, time_ns
 from hand_scene_perception.synth.sequence import default_camera, generate_sequence, save_sequence
 

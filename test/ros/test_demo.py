@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from hand_scene_perception.ros.bag_io import open_bag
+from hand_scene_perception.ros.bags.io import open_bag
 from hand_scene_perception.ros.demo import format_summary, run_demo
 
 

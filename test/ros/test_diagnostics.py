@@ -6,13 +6,9 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.serialization import serialize_message
 
+from hand_scene_perception.eval.ros_ego import benchmark_point_cloud
 from hand_scene_perception.ros.conversions import time_ns
-from hand_scene_perception.ros.diagnostics import (
-    RateMeter,
-    benchmark_point_cloud,
-    diagnostic_array,
-    diagnostic_status,
-)
+from hand_scene_perception.ros.diagnostics import RateMeter, diagnostic_array, diagnostic_status
 
 S = 1_000_000_000
 

@@ -25,7 +25,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hand_scene_msgs.msg import HandArray, HandMeshTopology
 from hand_scene_msgs.srv import GetHandTrajectory, Reset, SaveToPath
 from hand_scene_perception.ros.conversions import POINT_STEP, depth_msg, hand_state
-from hand_scene_perception.ros.ego_node import PARAMETERS, EgoReconstructionNode
+from hand_scene_perception.ros.ego.node import PARAMETERS, EgoReconstructionNode
 from hand_scene_perception.ros.node_base import LATCHED_QOS
 
 PATH_CAP = 4

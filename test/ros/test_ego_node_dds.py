@@ -20,14 +20,14 @@ from rclpy.parameter import Parameter
 from tf2_msgs.msg import TFMessage
 
 from hand_scene_msgs.msg import HandArray
-from hand_scene_perception.ros.ego_node import EgoReconstructionNode
+from hand_scene_perception.ros.ego.node import EgoReconstructionNode
 
 FRAMES = 8
 REAL_IMAGE = SHARED_DATA / "real_hands" / "mediapipe_samples" / "hand_landmarker_test_image.jpg"
 
 
 def _publisher(env: dict, *args: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "hand_scene_perception.ros.ego_bench", "--publish", *args]
+    command = [sys.executable, "-m", "hand_scene_perception.eval.ros_ego", "--publish", *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

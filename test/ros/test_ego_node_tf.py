@@ -23,7 +23,7 @@ from tf2_msgs.msg import TFMessage
 from hand_scene_msgs.msg import HandArray
 from hand_scene_perception.pipelines.ego import EgoConfig, EgoFrame, EgoPipeline
 from hand_scene_perception.ros.conversions import hand_state, time_msg, time_ns
-from hand_scene_perception.ros.ego_node import EgoReconstructionNode
+from hand_scene_perception.ros.ego.node import EgoReconstructionNode
 from hand_scene_perception.ros.tf_lookup import TF_STATIC_QOS
 
 HERE = Path(__file__).resolve().parent

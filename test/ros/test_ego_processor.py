@@ -17,7 +17,7 @@ from hand_scene_perception.ros.conversions import (
     point_cloud_arrays,
     transform_matrix,
 )
-from hand_scene_perception.ros.ego_processor import EgoMessageProcessor
+from hand_scene_perception.ros.ego.processor import EgoMessageProcessor
 
 PATH_CAP = 5
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from hand_scene_perception import cli
-from hand_scene_perception.ros.launch_plan import (
+from hand_scene_perception.ros.launch.plan import (
     DEFAULT_WORLD_FRAME,
     EGO_NODE_NAME,
     LaunchArgumentError,
@@ -23,7 +23,7 @@ from hand_scene_perception.ros.launch_plan import (
     ego_launch_plan,
     load_node_parameters,
 )
-from hand_scene_perception.ros.launch_runner import (
+from hand_scene_perception.ros.launch.runner import (
     DiscoveryRangeError,
     ensure_local_discovery,
     launch_values,
@@ -32,7 +32,7 @@ from hand_scene_perception.ros.launch_runner import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-# Outputs the ego node publishes (ros_contracts.md), relative to its namespace.
+# Outputs the ego node publishes (README "Run the ego node"), relative to its namespace.
 NODE_OUTPUTS = {
     "hands",
     "hand_markers",

@@ -19,10 +19,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from hand_scene_msgs.msg import HandArray
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.ros.conversions import camera_info_msg, image_msg, time_ns
-from hand_scene_perception.ros.launch_plan import default_rviz_config
+from hand_scene_perception.ros.launch.plan import default_rviz_config
 
 REPO = Path(__file__).resolve().parents[2]
-# MediaPipe's own Android test expects one hand in this image (PROVENANCE.md).
+# MediaPipe's own Android test expects one hand in this image (its PROVENANCE.md beside it).
 HAND_IMAGE = SHARED_DATA / "real_hands" / "mediapipe_samples" / "hand_landmarker_test_image.jpg"
 NAMESPACE, CAMERA, WORLD = "/launch_test", "/launch_test_cam", "launch_test_world"
 

@@ -16,10 +16,10 @@ from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message, serialize_message
 
 from hand_scene_msgs.msg import HandArray, MultiCameraCalibration
-from hand_scene_perception.ros.bag_io import BagWriter, open_bag, qos_profile, read_messages
-from hand_scene_perception.ros.bags import BagPlayer
+from hand_scene_perception.ros.bags.io import BagWriter, open_bag, qos_profile, read_messages
+from hand_scene_perception.ros.bags.transport import BagPlayer
 from hand_scene_perception.ros.conversions import time_ns
-from hand_scene_perception.ros.multiview_node import MultiviewFusionNode
+from hand_scene_perception.ros.multiview.node import MultiviewFusionNode
 
 FRAMES = 4
 CLI = [sys.executable, "-m", "hand_scene_perception.cli"]

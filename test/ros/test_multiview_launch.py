@@ -22,9 +22,9 @@ from sensor_msgs.msg import Image
 
 from hand_scene_msgs.msg import HandArray
 from hand_scene_perception import cli
-from hand_scene_perception.ros.bags import multiview_output_topics
+from hand_scene_perception.ros.bags.transport import multiview_output_topics
 from hand_scene_perception.ros.conversions import image_msg, time_ns
-from hand_scene_perception.ros.launch_plan import (
+from hand_scene_perception.ros.launch.plan import (
     MULTIVIEW_LAUNCH_ARGUMENTS,
     MULTIVIEW_NODE_NAME,
     LaunchArgumentError,
@@ -147,7 +147,7 @@ def test_rviz_layout_shows_hands_cameras_and_calibration():
 
 
 def test_launch_actions_declare_every_argument_and_build_the_planned_nodes(monkeypatch, params_file):
-    """launch/*.launch.py run hand_scene_perception.ros.launch_actions under `ros2 launch`; `launch` is not on PyPI,
+    """launch/*.launch.py run hand_scene_perception.ros.launch.actions under `ros2 launch`; `launch` is not on PyPI,
     so minimal stand-ins record what it is given."""
 
     def recorder(name):
@@ -174,8 +174,8 @@ def test_launch_actions_declare_every_argument_and_build_the_planned_nodes(monke
     }
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.delitem(sys.modules, "hand_scene_perception.ros.launch_actions", raising=False)
-    from hand_scene_perception.ros.launch_actions import launch_description
+    monkeypatch.delitem(sys.modules, "hand_scene_perception.ros.launch.actions", raising=False)
+    from hand_scene_perception.ros.launch.actions import launch_description
 
     description = launch_description("multiview")
     *declared, opaque = description.args[0]

@@ -28,7 +28,7 @@ from visualization_msgs.msg import MarkerArray
 from hand_scene_msgs.msg import HandArray, MultiCameraCalibration
 from hand_scene_msgs.srv import LoadFromPath, Reset, SaveToPath
 from hand_scene_perception.ros.conversions import hand_state, pinhole_camera, time_ns, transform_matrix
-from hand_scene_perception.ros.multiview_node import PARAMETERS, MultiviewFusionNode
+from hand_scene_perception.ros.multiview.node import PARAMETERS, MultiviewFusionNode
 from hand_scene_perception.ros.node_base import LATCHED_QOS
 
 NUM_FRAMES = 10

@@ -18,7 +18,7 @@ from hand_scene_perception.ros.conversions import (
     time_ns,
     transform_matrix,
 )
-from hand_scene_perception.ros.multiview_processor import (
+from hand_scene_perception.ros.multiview.processor import (
     START_WAIT_SETS,
     CalibrationFileError,
     MultiviewMessageProcessor,

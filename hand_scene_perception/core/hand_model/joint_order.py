@@ -1,6 +1,6 @@
 """Joint orders and the explicit conversions between them.
 
-The product speaks one 21-joint order everywhere (DESIGN.md §3), the one MediaPipe
+The product speaks one 21-joint order everywhere (ARCHITECTURE.md, Conventions), the one MediaPipe
 and OpenPose use: 0 wrist; thumb 1-4 (CMC, MCP, IP, tip); index 5-8; middle 9-12;
 ring 13-16; pinky 17-20 (MCP, PIP, DIP, tip).
 

@@ -1,4 +1,4 @@
-"""MANO behind the product's hand-model interface (DESIGN.md §6).
+"""MANO behind the product's hand-model interface (README, Hand models).
 
 MANO's files are license-gated: the user downloads them from https://mano.is.tue.mpg.de
 and points ``model_dir`` at them. They are read with the restricted loader in

@@ -1,12 +1,12 @@
 """The project's own open hand model: a procedural, watertight, skinned hand mesh.
 
-Used whenever the license-gated MANO files are absent (DESIGN.md §6). Same interface
+Used whenever the license-gated MANO files are absent (README, Hand models). Same interface
 as MANO: 16x3 axis-angle pose in MANO joint order (row 0 = global wrist orientation),
 a shape vector, a side, and 21 output joints in the product (MediaPipe) order.
 
 Frames and conventions
 ----------------------
-* Rest pose: a flat right hand in the wrist frame of DESIGN.md §3, metres. Origin at the
+* Rest pose: a flat right hand in the wrist frame of ARCHITECTURE.md, Conventions, metres. Origin at the
   wrist joint, +x toward the middle-finger MCP, +z out of the back of the hand (dorsal),
   +y = z × x, which for the right hand points radially, toward the thumb.
 * Kinematics as in MANO: every row of ``pose`` is an axis-angle expressed in the rest

@@ -6,7 +6,7 @@ import enum
 
 
 class HandSide(str, enum.Enum):
-    """Anatomical side of a hand (DESIGN.md §3)."""
+    """Anatomical side of a hand (ARCHITECTURE.md, Conventions)."""
 
     LEFT = "left"
     RIGHT = "right"

@@ -1,4 +1,4 @@
-"""The wrist frame (DESIGN.md §3) computed from 21 joints, for any hand model or detector.
+"""The wrist frame (ARCHITECTURE.md, Conventions) computed from 21 joints, for any hand model or detector.
 
 Origin at the wrist, x toward the middle-finger MCP, z out of the back of the hand, y = z × x:
 y points toward the thumb for a right hand and toward the little finger for a left hand

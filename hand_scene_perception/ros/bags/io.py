@@ -28,7 +28,7 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 FILE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
 # Project messages are found in the installed interface package (share/<pkg>/msg) or, in a source checkout,
 # beside this package.
-_SOURCE_INTERFACES = Path(__file__).resolve().parents[2]
+_SOURCE_INTERFACES = Path(__file__).resolve().parents[3]
 
 
 class BagError(ValueError):

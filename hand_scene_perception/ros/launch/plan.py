@@ -1,8 +1,9 @@
 """The nodes' launch wiring (ego, multiview), once, in plain Python (no `launch` imports).
 
-`ros2 launch` has no PyPI wheel (DESIGN.md §4), so the wiring lives here and two consumers turn it into processes:
+`ros2 launch` has no PyPI wheel (ARCHITECTURE.md, Environment), so the wiring lives here and two consumers turn it
+into processes:
 ``launch/<system>.launch.py`` (launch_ros ``Node`` actions, on robots) and ``hand-scene launch <system>`` (the node
-in this process, ros/launch_runner.py). Both read the same argument table and the same validated :class:`NodeSpec`
+in this process, ros/launch/runner.py). Both read the same argument table and the same validated :class:`NodeSpec`
 list, so the wiring the tests check is the wiring a robot launches.
 
 Argument values are strings, as launch gives them. The node-parameter arguments default to ``""``, meaning "keep the
@@ -19,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from ..backends.registry import BACKEND_NAMES
-from ..core.camera import CAMERA_POSE_SOURCES
-from ..core.hand_model.factory import HAND_MODEL_NAMES
+from ...backends.registry import BACKEND_NAMES
+from ...core.camera import CAMERA_POSE_SOURCES
+from ...core.hand_model.factory import HAND_MODEL_NAMES
 
 PACKAGE = "hand_scene_perception"
 EGO_NODE_NAME = "ego_reconstruction"
@@ -34,9 +35,9 @@ DEFAULT_CAMERAS = ("cam0", "cam1")
 CAMERA_PLACEHOLDER = "{camera}"
 # The camera slots the multiview RViz layout shows (cam0/image ... cam3/image, remapped to the first cameras).
 RVIZ_CAMERA_SLOTS = 4
-# The node's world frame when the params file does not set one (ros_contracts.md: EgoMessageProcessor).
+# The node's world frame when the params file does not set one (ros/ego/processor.py EgoMessageProcessor).
 DEFAULT_WORLD_FRAME = "map"
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
+SOURCE_ROOT = Path(__file__).resolve().parents[3]
 
 BOOLEANS = ("true", "false")
 

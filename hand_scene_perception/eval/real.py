@@ -36,8 +36,8 @@ from ..core.hand_model import MEDIAPIPE_PARENTS
 from ..core.metrics import M_TO_MM, auc_pck, procrustes_align
 from ..core.placement import solve_translation
 from ..datasets.ground_truth import RealSequence
-from .ego import EgoConfig, EgoFrame, EgoPipeline, hand_estimator
-from .hand_estimate import HandEstimator
+from ..pipelines.ego import EgoConfig, EgoFrame, EgoPipeline, hand_estimator
+from ..pipelines.hand_estimate import HandEstimator
 
 METHODS = ("pipeline", "per_image", "raw_detector")
 _BONES = np.array([(p, c) for c, p in enumerate(MEDIAPIPE_PARENTS) if p >= 0])

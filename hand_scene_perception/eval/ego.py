@@ -1,7 +1,7 @@
 """Measure the ego pipeline on synthetic sequences with ground truth (`hand-scene eval ego`, `bench ego`).
 
 Hands are matched to ground truth per frame by wrist distance in the camera frame (not by the
-reported side, so a side error does not hide a good reconstruction). The metrics follow DESIGN.md §7:
+reported side, so a side error does not hide a good reconstruction). The metrics follow ARCHITECTURE.md, Metrics:
 C-MPJPE in the camera frame; W-/WA-MPJPE and PA-MPJPE in the world frame over chunks of
 ``chunk`` matched frames per ground-truth hand; Acc Err over runs of consecutive matched frames, with the
 ground truth expressed in the pipeline's world frame, its first camera (Acc Err is not alignment-free: in a
@@ -21,34 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends.base import HandDetection
 from ..core import metrics
 from ..core.alignment import procrustes_align
 from ..core.mapping import VoxelMap
 from ..core.transforms import inverse_matrices, transform_points
-from ..synth.oracle import oracle_landmarks
-from ..synth.sequence import SynthFrame, generate_sequence
-from .ego import EgoConfig, EgoFrame, EgoPipeline, EgoResult
+from ..pipelines.ego import EgoConfig, EgoFrame, EgoPipeline, EgoResult
+from ..synth.oracle import OracleDetector
+from ..synth.sequence import SynthFrame, generate_sequence, stamp_ns
 
 NS_PER_S = 1_000_000_000
 MATCH_RADIUS_M = 0.15
-
-
-class OracleDetector:
-    """Ground-truth landmarks with pixel noise, behind the detector interface (geometry without detector error)."""
-
-    metric_size_sigma = 0.0  # its hand-centred joints have the true metric size (EgoConfig.detector_size_sigma)
-
-    def __init__(self, noise_px: float, seed: int = 0) -> None:
-        self.noise_px = float(noise_px)
-        self._rng = np.random.default_rng(seed)
-        self.frame: SynthFrame | None = None
-
-    def detect(self, image_rgb: np.ndarray, timestamp_ns: int | None = None) -> list[HandDetection]:
-        """Noisy landmarks of the frame set in :attr:`frame` (the image itself is not looked at)."""
-        if self.frame is None:
-            raise RuntimeError("OracleDetector.frame must be set to the synthetic frame before detect()")
-        return oracle_landmarks(self.frame, self.noise_px, self._rng)
 
 
 @dataclass
@@ -60,11 +42,6 @@ class _HandTrack:
     gt_cam: list[np.ndarray]
     est_world: list[np.ndarray]
     gt_world: list[np.ndarray]
-
-
-def stamp_ns(frame: SynthFrame, offset_ns: int = 0) -> int:
-    """Integer nanosecond stamp of a synthetic frame."""
-    return offset_ns + round(frame.stamp * NS_PER_S)
 
 
 def _match(result: EgoResult, frame: SynthFrame) -> list[tuple[int, int]]:

@@ -5,7 +5,7 @@ camera its true intrinsics and only the poses are estimated). Camera metrics com
 T_reference_camera with the true one (reference = camera 0, as in the pipeline): rotation error, the angle between
 the estimated and true direction of the camera's centre seen from the reference (scale-free), and the focal
 length error in percent, all at the end of the sequence; ``frames_to_converge`` is the first frame from which every
-camera stays within 2 deg of rotation. Hand metrics (HGGT/POEM protocol, DESIGN.md §7) pool every fused
+camera stays within 2 deg of rotation. Hand metrics (HGGT/POEM protocol, ARCHITECTURE.md, Metrics) pool every fused
 (multi-camera, not monocular) hand, matched to the ground-truth hand of its side rather than by position (the rig's
 metric scale comes from the hands' size, so absolute positions carry its error): PA-MPJPE after similarity
 Procrustes, RR-MPJPE after subtracting the wrist, MPJPE in the reference frame, and ``scale_ratio``, the fused
@@ -24,9 +24,9 @@ from scipy.spatial.transform import Rotation
 from ..backends.base import HandDetection
 from ..core import metrics
 from ..core.placement import palm_size_m
+from ..pipelines.multiview import CameraEstimate, MultiviewConfig, MultiviewPipeline, ViewFrame
 from ..synth.multiview import MultiViewFrame, MultiViewSequence
 from ..synth.oracle import oracle_view_detections
-from .multiview import CameraEstimate, MultiviewConfig, MultiviewPipeline, ViewFrame
 
 NS_PER_S = 1_000_000_000
 CONVERGED_ROTATION_DEG = 2.0

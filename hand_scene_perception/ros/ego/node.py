@@ -1,7 +1,7 @@
 """The ``ego_reconstruction`` lifecycle node: camera topics in, hands, paths, scene map, odometry, contacts, TF out.
 
 Thin by design: messages are converted in ros/conversions.py, the frame work happens in
-:class:`~hand_scene_perception.ros.ego_processor.EgoMessageProcessor` and the pipeline. What lives here is the
+:class:`~hand_scene_perception.ros.ego.processor.EgoMessageProcessor` and the pipeline. What lives here is the
 ROS plumbing: parameters, lifecycle, QoS, pairing, threading, diagnostics and services.
 
 Images and depth are paired by stamp; camera_info is taken as the latest received (intrinsics rarely change,
@@ -39,15 +39,15 @@ from visualization_msgs.msg import MarkerArray
 from hand_scene_msgs.msg import ContactArray, HandArray, HandMeshTopology
 from hand_scene_msgs.srv import GetHandTrajectory, Reset, SaveToPath
 
-from ..backends.base import HandExpert
-from ..core.camera import CAMERA_POSE_SOURCES
-from ..core.hand_model.side import HandSide
-from ..pipelines.ego import EgoConfig
-from .conversions import MSG_TO_SIDE, NS_PER_S, InputError, time_ns
-from .diagnostics import ERROR, WARN, RateMeter, diagnostic_array, diagnostic_status
-from .ego_processor import DepthInputError, EgoMessageProcessor, EgoMessages, PoseInputError
-from .launch_plan import EGO_NODE_NAME
-from .node_base import (
+from ...backends.base import HandExpert
+from ...core.camera import CAMERA_POSE_SOURCES
+from ...core.hand_model.side import HandSide
+from ...core.sync import StampPairer
+from ...pipelines.ego import EgoConfig
+from ..conversions import MSG_TO_SIDE, NS_PER_S, InputError, time_ns
+from ..diagnostics import ERROR, WARN, RateMeter, diagnostic_array, diagnostic_status
+from ..launch.plan import EGO_NODE_NAME
+from ..node_base import (
     COMMON_CHOICES,
     COMMON_PARAMETERS,
     HAND_STAGE_PARAMETERS,
@@ -57,11 +57,11 @@ from .node_base import (
     qos_profile,
     spin_node,
 )
-from .node_base import float_param as _float
-from .node_base import int_param as _int
-from .node_base import text_param as _text
-from .pairing import StampPairer
-from .tf_lookup import DEFAULT_TF_TIMEOUT_S, TransformLookup, transform_lookup
+from ..node_base import float_param as _float
+from ..node_base import int_param as _int
+from ..node_base import text_param as _text
+from ..tf_lookup import DEFAULT_TF_TIMEOUT_S, TransformLookup, transform_lookup
+from .processor import DepthInputError, EgoMessageProcessor, EgoMessages, PoseInputError
 
 # name: (default, descriptor). Pipeline settings (the EgoConfig names) take effect at the next configure.
 PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {

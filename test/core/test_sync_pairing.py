@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hand_scene_perception.ros.pairing import StampPairer
+from hand_scene_perception.core.sync import StampPairer
 
 MS = 1_000_000
 STREAMS = ("image", "camera_info", "depth")

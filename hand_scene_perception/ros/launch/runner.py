@@ -1,6 +1,6 @@
 """`hand-scene launch <system>`: a launch plan run in this process, for machines without `ros2 launch`.
 
-The same plan (ros/launch_plan.py: ``ego_launch_plan``, ``multiview_launch_plan``) that ``launch/<system>.launch.py``
+The same plan (ros/launch/plan.py: ``ego_launch_plan``, ``multiview_launch_plan``) that ``launch/<system>.launch.py``
 turns into launch_ros actions is turned here into node arguments for the system's node class, which then spins
 until Ctrl-C. Nodes that cannot run in this process (rviz2) are printed as a command to start beside it.
 """
@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TextIO
 
-from .launch_plan import LAUNCH_SYSTEMS, NodeSpec, dds_profile_file, describe_plan
+from .plan import LAUNCH_SYSTEMS, NodeSpec, dds_profile_file, describe_plan
 
 DISCOVERY_VARIABLE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
 DDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -26,7 +26,8 @@ class DiscoveryRangeError(ValueError):
 
 
 def ensure_local_discovery(environ: MutableMapping[str, str], allow_network: bool = False) -> str:
-    """Make DDS discovery stay on this machine unless the user opted in (DESIGN.md §4, README "Network safety").
+    """Make DDS discovery stay on this machine unless the user opted in (ARCHITECTURE.md, Environment, README "Network
+    safety").
 
     Unset or empty: set LOCALHOST. LOCALHOST/OFF: kept. SUBNET/SYSTEM_DEFAULT: refused unless ``allow_network``.
     Must run before rclpy initialises; returns the range in force.
@@ -101,10 +102,10 @@ def ros2_run_command(spec: NodeSpec) -> str:
 def _node_class(system: str):
     """The node class the system's plan starts (imported late: rclpy starts only when a node runs)."""
     if system == "ego":
-        from .ego_node import EgoReconstructionNode
+        from ..ego.node import EgoReconstructionNode
 
         return EgoReconstructionNode
-    from .multiview_node import MultiviewFusionNode
+    from ..multiview.node import MultiviewFusionNode
 
     return MultiviewFusionNode
 

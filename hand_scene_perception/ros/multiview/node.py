@@ -7,8 +7,8 @@ estimated focal length; once it arrives it is used) in, ``<name>/camera_info_est
 topics, frames and the calibration file's entries in step; a second list of topics could drift from it.
 
 Thin by design, like the ego node: the message ↔ pipeline step is
-:class:`~hand_scene_perception.ros.multiview_processor.MultiviewMessageProcessor`, the fusion is
-pipelines/multiview.py. Here: parameters, lifecycle, QoS, synchronisation of the N streams (ros/view_sync.py: a
+:class:`~hand_scene_perception.ros.multiview.processor.MultiviewMessageProcessor`, the fusion is
+pipelines/multiview.py. Here: parameters, lifecycle, QoS, synchronisation of the N streams (core/sync.py: a
 camera that freezes, drops out or lags beyond ``view_timeout_s`` is left out and the others go on), the one-slot
 mailbox and worker thread (node_base.py: the newest set wins, latency never builds up), diagnostics and services.
 """
@@ -32,21 +32,14 @@ from visualization_msgs.msg import MarkerArray
 from hand_scene_msgs.msg import HandArray, MultiCameraCalibration
 from hand_scene_msgs.srv import LoadFromPath, Reset, SaveToPath
 
-from ..backends.base import HandExpert
-from ..core.rig_calibration import RigState
-from ..pipelines.multiview import MultiviewConfig
-from .conversions import NS_PER_S, InputError, time_ns
-from .diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, diagnostic_status
-from .launch_plan import DEFAULT_CAMERAS, MULTIVIEW_NODE_NAME
-from .multiview_processor import (
-    CalibrationFileError,
-    MultiviewMessageProcessor,
-    MultiviewMessages,
-    RigNotStartedError,
-    check_rig_names,
-    default_camera_frames,
-)
-from .node_base import (
+from ...backends.base import HandExpert
+from ...core.rig_calibration import RigState
+from ...core.sync import ViewSynchronizer
+from ...pipelines.multiview import MultiviewConfig
+from ..conversions import NS_PER_S, InputError, time_ns
+from ..diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, diagnostic_status
+from ..launch.plan import DEFAULT_CAMERAS, MULTIVIEW_NODE_NAME
+from ..node_base import (
     COMMON_CHOICES,
     COMMON_PARAMETERS,
     HAND_STAGE_PARAMETERS,
@@ -57,7 +50,14 @@ from .node_base import (
     spin_node,
     text_param,
 )
-from .view_sync import ViewSynchronizer
+from .processor import (
+    CalibrationFileError,
+    MultiviewMessageProcessor,
+    MultiviewMessages,
+    RigNotStartedError,
+    check_rig_names,
+    default_camera_frames,
+)
 
 CALIBRATION_FILE_NAME = "rig_calibration.yaml"
 # Before the rig starts, a camera whose CameraInfo topic has a publisher is waited for this many images.

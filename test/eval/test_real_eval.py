@@ -14,9 +14,7 @@ from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.core.fitting import HandFitter, random_pose
 from hand_scene_perception.core.hand_model import HandSide, create_hand_model
 from hand_scene_perception.datasets.ground_truth import RealSequence, load_real_sequence, save_ground_truth
-from hand_scene_perception.pipelines import ego as ego_module
-from hand_scene_perception.pipelines import hand_estimate as hand_estimate_module
-from hand_scene_perception.pipelines.real_eval import (
+from hand_scene_perception.eval.real import (
     METHODS,
     EstimatedHand,
     bone_direction_deg,
@@ -29,6 +27,8 @@ from hand_scene_perception.pipelines.real_eval import (
     raw_detector_hand,
     run_estimates,
 )
+from hand_scene_perception.pipelines import ego as ego_module
+from hand_scene_perception.pipelines import hand_estimate as hand_estimate_module
 
 K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
 WIDTH, HEIGHT = 320, 240

@@ -1,6 +1,6 @@
 """`hand-scene bench ros-ego`: the ego node at camera rate through DDS on localhost, measured end to end.
 
-A camera publisher runs in its own process (``python -m hand_scene_perception.ros.ego_bench --publish ...``):
+A camera publisher runs in its own process (``python -m hand_scene_perception.eval.ros_ego --publish ...``):
 synthetic frames (one hand, the generator's 640x480 camera) at a fixed rate, stamped with the wall clock when
 published (a reliable writer, like most drivers' defaults), optionally with depth. The node runs in this process
 next to a listener; latency is the HandArray's arrival minus its image stamp (same machine clock). Phases: RGB with
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .launch_runner import ensure_local_discovery, use_shipped_dds_profile
+from ..ros.launch.runner import ensure_local_discovery, use_shipped_dds_profile
 
 # Frames before this many seconds after the first publish are warm-up (graph start, first keyframe): not counted.
 WARMUP_S = 1.5
@@ -60,8 +60,8 @@ def publish_camera(argv: Sequence[str] | None = None) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
 
+    from ..ros.conversions import camera_info_msg, depth_msg, image_msg
     from ..synth.sequence import default_camera, generate_sequence
-    from .conversions import camera_info_msg, depth_msg, image_msg
 
     if args.image is not None:
         from PIL import Image as PILImage
@@ -119,7 +119,7 @@ def publish_camera(argv: Sequence[str] | None = None) -> int:
 
 
 def _publisher_command(extra: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "hand_scene_perception.ros.ego_bench", "--publish", *extra]
+    return [sys.executable, "-m", "hand_scene_perception.eval.ros_ego", "--publish", *extra]
 
 
 def _phase(
@@ -139,8 +139,8 @@ def _phase(
 
     from hand_scene_msgs.msg import HandArray
 
-    from .conversions import time_ns
-    from .ego_node import EgoReconstructionNode
+    from ..ros.conversions import time_ns
+    from ..ros.ego.node import EgoReconstructionNode
 
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -206,7 +206,6 @@ def _phase(
 
 def benchmark_ros_ego(duration_s: float = 10.0, rate_hz: float = 30.0) -> dict:
     """The issue's targets in one run: RGB phase (delivery, latency), RGB-D phase (rate), scene map publish."""
-    from .diagnostics import benchmark_point_cloud
 
     ensure_local_discovery(os.environ)
     use_shipped_dds_profile(os.environ)
@@ -283,3 +282,35 @@ def benchmark_ros_soak(duration_s: float = 600.0, rate_hz: float = 30.0, warmup_
 
 if __name__ == "__main__":
     sys.exit(publish_camera())
+
+
+def benchmark_point_cloud(num_points: int = 500_000, repeats: int = 15, seed: int = 0) -> dict[str, float]:
+    """Time encoding a coloured cloud into PointCloud2 plus rclpy serialisation (what a publish costs
+    in this process before DDS takes the bytes); medians over ``repeats`` runs, milliseconds."""
+    import statistics
+
+    from rclpy.serialization import serialize_message
+
+    from ..ros.conversions import point_cloud_msg
+
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(-5.0, 5.0, size=(num_points, 3)).astype(np.float32)
+    colors = rng.integers(0, 256, size=(num_points, 3), dtype=np.uint8)
+    encode, serialize, total = [], [], []
+    size = 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        msg = point_cloud_msg(points, colors, "map", 0)
+        encoded = time.perf_counter()
+        size = len(serialize_message(msg))
+        end = time.perf_counter()
+        encode.append(encoded - start)
+        serialize.append(end - encoded)
+        total.append(end - start)
+    return {
+        "num_points": num_points,
+        "map_publish_ms": 1000 * statistics.median(total),
+        "encode_ms": 1000 * statistics.median(encode),
+        "serialize_ms": 1000 * statistics.median(serialize),
+        "serialized_bytes": size,
+    }

@@ -1,7 +1,7 @@
 """The multiview pipeline between ROS messages: N cameras' images (and CameraInfo where drivers publish it) in,
 fused hands, the rig calibration, estimated CameraInfo and TF out, no rclpy Node.
 
-The node (ros/multiview_node.py) drives this class, and so can an offline tool over a bag: both get the same
+The node (ros/multiview/node.py) drives this class, and so can an offline tool over a bag: both get the same
 messages. Each view is checked on its own; a view that cannot be used (bad encoding, CameraInfo that does not fit
 its image, an invalid K) is left out of the frame and named in :attr:`MultiviewMessages.view_errors`, and the other
 views go on. The hands are in the reference frame (the first camera's optical frame unless the node names another
@@ -28,12 +28,12 @@ from visualization_msgs.msg import MarkerArray
 
 from hand_scene_msgs.msg import CameraCalibration, HandArray, MultiCameraCalibration
 
-from ..backends.base import HandExpert
-from ..core.hand_model import HandModel
-from ..core.hand_model.side import HandSide
-from ..core.rig_calibration import RigCalibrator, RigCamera, RigState, guessed_camera
-from ..pipelines.multiview import CameraEstimate, MultiviewConfig, MultiviewPipeline, MultiviewResult, ViewFrame
-from .conversions import (
+from ...backends.base import HandExpert
+from ...core.hand_model import HandModel
+from ...core.hand_model.side import HandSide
+from ...core.rig_calibration import RigCalibrator, RigCamera, RigState, guessed_camera
+from ...pipelines.multiview import CameraEstimate, MultiviewConfig, MultiviewPipeline, MultiviewResult, ViewFrame
+from ..conversions import (
     NS_PER_S,
     InputError,
     camera_info_msg,
@@ -47,7 +47,7 @@ from .conversions import (
     time_ns,
     transform_msg,
 )
-from .markers import hand_marker_array
+from ..markers import hand_marker_array
 
 # A camera name becomes a topic namespace (<name>/image) and, by default, a frame (<name>_optical_frame).
 CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -35,8 +35,10 @@ from rclpy.signals import SignalHandlerOptions
 from rosbags.interfaces import Connection, QosDurability
 from rosgraph_msgs.msg import Clock
 
-from ..core.camera import PinholeCamera
-from .bag_io import (
+from ...core.camera import PinholeCamera
+from ..conversions import camera_info_msg, depth_msg, image_msg, time_msg
+from ..launch.runner import ensure_local_discovery, use_shipped_dds_profile
+from .io import (
     BagError,
     BagWriter,
     message_class,
@@ -46,8 +48,6 @@ from .bag_io import (
     read_messages,
     select_connections,
 )
-from .conversions import camera_info_msg, depth_msg, image_msg, time_msg
-from .launch_runner import ensure_local_discovery, use_shipped_dds_profile
 
 # Topics whose publishers latch (transient local), also when a bag did not record the offered QoS.
 LATCHED_TOPIC_SUFFIXES = ("/tf_static", "hand_mesh_topology")

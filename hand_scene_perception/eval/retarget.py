@@ -29,7 +29,7 @@ import numpy as np
 
 from ..core.hand_model import HandSide
 from ..datasets.ground_truth import RealSequence
-from .real_eval import METHODS, EstimatedHand, matched_hands
+from .real import METHODS, EstimatedHand, matched_hands
 
 DEFAULT_ROBOTS = ("allegro", "shadow")
 _GROUND_TRUTH = "ground_truth"
@@ -236,10 +236,10 @@ def evaluate_real_with_retargeting(sequence: RealSequence, factory: RetargeterFa
                                    robots: Sequence[str] = DEFAULT_ROBOTS, with_depth: bool = False,
                                    config=None, detector_factory=None,
                                    progress: Callable[[int], None] | None = None) -> dict:
-    """:func:`.real_eval.evaluate_real`'s report plus ``retargeting`` (this module's), from one run of the
+    """:func:`.real.evaluate_real`'s report plus ``retargeting`` (this module's), from one run of the
     estimates."""
-    from .ego import EgoConfig
-    from .real_eval import evaluate_estimates, expert_factory, load_frames, run_estimates
+    from ..pipelines.ego import EgoConfig
+    from .real import evaluate_estimates, expert_factory, load_frames, run_estimates
 
     config = config or EgoConfig()
     detectors = detector_factory or expert_factory(config.backend, config.max_hands)

@@ -1,7 +1,8 @@
 """launch_ros actions from a launch plan: what every ``launch/<system>.launch.py`` does, once.
 
-Imported only by the launch files, on machines with ROS 2's `launch` and `launch_ros` (not on PyPI; DESIGN.md §4).
-The wiring itself (nodes, parameters, remappings, argument checks) is ros/launch_plan.py, shared with the in-process
+Imported only by the launch files, on machines with ROS 2's `launch` and `launch_ros` (not on PyPI; ARCHITECTURE.md,
+Environment).
+The wiring itself (nodes, parameters, remappings, argument checks) is ros/launch/plan.py, shared with the in-process
 runner `hand-scene launch <system>`; here the plan's argument table is declared and its node specs become Node
 actions.
 """
@@ -13,7 +14,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from .launch_plan import LAUNCH_SYSTEMS
+from .plan import LAUNCH_SYSTEMS
 
 
 def launch_description(system: str) -> LaunchDescription:

@@ -1,8 +1,8 @@
 """`hand-scene process BAG`: the ego pipeline over a recorded bag as fast as it runs, without DDS.
 
 The camera messages are deserialised into the rclpy message classes and go through
-:class:`~hand_scene_perception.ros.ego_processor.EgoMessageProcessor`, exactly what the ego node runs, paired by
-stamp with the node's :class:`~hand_scene_perception.ros.pairing.StampPairer`; the node's output messages are
+:class:`~hand_scene_perception.ros.ego.processor.EgoMessageProcessor`, exactly what the ego node runs, paired by
+stamp with the node's :class:`~hand_scene_perception.core.sync.StampPairer`; the node's output messages are
 serialised into the output bag under the node's topic names, log time = the source image's stamp. Nothing is
 dropped for lack of time: the bag is read in order and every complete image/info(/depth) set is processed.
 
@@ -23,15 +23,15 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
-from ..backends.base import HandExpert
-from ..core.transform_buffer import TransformBuffer, TransformUnavailable
-from ..pipelines.ego import EgoConfig
-from .bag_io import BagError, BagWriter, open_bag, qos_profile, read_messages
-from .bags import camera_topics
-from .conversions import NS_PER_S, InputError, time_ns
-from .ego_processor import EgoMessageProcessor
-from .pairing import StampPairer
-from .tf_lookup import DEFAULT_TF_TIMEOUT_S, add_tf_message
+from ...backends.base import HandExpert
+from ...core.sync import StampPairer
+from ...core.transform_buffer import TransformBuffer, TransformUnavailable
+from ...pipelines.ego import EgoConfig
+from ..conversions import NS_PER_S, InputError, time_ns
+from ..ego.processor import EgoMessageProcessor
+from ..tf_lookup import DEFAULT_TF_TIMEOUT_S, add_tf_message
+from .io import BagError, BagWriter, open_bag, qos_profile, read_messages
+from .transport import camera_topics
 
 # Output topics, as the ego node publishes them in the root namespace, and their types.
 OUTPUT_TYPES = {

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hand_scene_perception.cli import main
-from hand_scene_perception.synth.bench import benchmark_synth
+from hand_scene_perception.eval.synth import benchmark_synth
 
 
 def test_benchmark_reports_fps_for_one_and_two_hands():

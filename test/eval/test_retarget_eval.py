@@ -14,8 +14,8 @@ from scipy.spatial.transform import Rotation
 from hand_scene_perception.cli import main
 from hand_scene_perception.core.hand_model import HandSide
 from hand_scene_perception.datasets.ground_truth import RealSequence
-from hand_scene_perception.pipelines.real_eval import EstimatedHand
-from hand_scene_perception.pipelines.retarget_eval import (
+from hand_scene_perception.eval.real import EstimatedHand
+from hand_scene_perception.eval.retarget import (
     DexRetargeter,
     RetargetingUnavailable,
     dex_factory,

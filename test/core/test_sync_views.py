@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hand_scene_perception.ros.view_sync import ViewSynchronizer
+from hand_scene_perception.core.sync import ViewSynchronizer
 
 MS = 1_000_000
 STREAMS = ("a", "b", "c")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ..core.hand_model.open_model import OpenHandModel
-from .sequence import SyntheticSequence, default_camera
+from ..synth.sequence import SyntheticSequence, default_camera
 
 
 def benchmark_synth(

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hand_scene_perception.cli import main
-from hand_scene_perception.pipelines.multiview_eval import benchmark_multiview, evaluate_multiview
+from hand_scene_perception.eval.multiview import benchmark_multiview, evaluate_multiview
 
 EVAL_KEYS = ("rot_err_deg", "trans_dir_err_deg", "focal_err_pct", "pa_mpjpe_mm", "rr_mpjpe_mm", "frames_to_converge",
              "fps")

@@ -1,6 +1,6 @@
 """The ego pipeline between ROS messages: camera messages in, every output message out, no rclpy Node.
 
-The node (ros/ego_node.py) and ``hand-scene process BAG`` both drive this class, so a bag processed offline
+The node (ros/ego/node.py) and ``hand-scene process BAG`` both drive this class, so a bag processed offline
 and the live node publish the same messages. It owns what outlives one frame on the ROS side: the capped
 hand paths, a capped history of hand states (for the trajectory service and ``save``), and the previous
 camera pose (odometry twist). Inputs are checked here and a bad one raises :class:`InputError`, whose text
@@ -28,14 +28,14 @@ from visualization_msgs.msg import MarkerArray
 
 from hand_scene_msgs.msg import ContactArray, Hand, HandArray, HandMeshTopology
 
-from ..backends.base import HandExpert
-from ..core.depth import check_depth_registered
-from ..core.hand_model.side import HandSide
-from ..core.hand_state import HandState
-from ..core.transform_buffer import TransformUnavailable
-from ..pipelines.ego import EgoConfig, EgoFrame, EgoHand, EgoPipeline, EgoResult
-from ..pipelines.ego_outputs import EgoRecorder
-from .conversions import (
+from ...backends.base import HandExpert
+from ...core.depth import check_depth_registered
+from ...core.hand_model.side import HandSide
+from ...core.hand_state import HandState
+from ...core.transform_buffer import TransformUnavailable
+from ...pipelines.ego import EgoConfig, EgoFrame, EgoHand, EgoPipeline, EgoResult
+from ...pipelines.ego_outputs import EgoRecorder
+from ..conversions import (
     NS_PER_S,
     InputError,
     check_image_size,
@@ -52,8 +52,8 @@ from .conversions import (
     time_ns,
     transform_msg,
 )
-from .markers import delete_all_markers, hand_marker_array
-from .paths import CappedPath
+from ..markers import delete_all_markers, hand_marker_array
+from ..paths import CappedPath
 
 SIDES = (HandSide.LEFT, HandSide.RIGHT)
 # Used when an image arrives without header.frame_id (a driver bug): the outputs still name a frame.

@@ -1,1 +1,0 @@
-"""Neural networks of the learned tier (torch): backbones, heads, checkpoint loading, ONNX export."""

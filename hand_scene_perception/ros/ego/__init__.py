@@ -1,0 +1,1 @@
+"""The ego node (Hand3R-style online hand-scene reconstruction) and its message processor."""
