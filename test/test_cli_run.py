@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from hand_scene_perception import cli
-from hand_scene_perception.pipelines import ego
+from hand_scene_perception.pipelines.ego import pipeline as ego
 from hand_scene_perception.synth.sequence import default_camera, generate_sequence, save_sequence
 
 REPO = Path(__file__).resolve().parents[1]

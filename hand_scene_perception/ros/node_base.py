@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABCMeta, abstractmethod
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 import rclpy
@@ -30,6 +31,8 @@ QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "RELIABLE", "BEST_EFFORT")
 LOG_THROTTLE_S = 5.0
 # A bad input keeps the diagnostics at ERROR/WARN this long after the last one.
 PROBLEM_HOLD_S = 5.0
+# Frames whose processing times the diagnostics and benchmarks see.
+PROCESSING_WINDOW = 100
 # How often an idle worker checks that the node is still running (seconds).
 IDLE_CHECK_S = 0.2
 # Latched outputs (late subscribers still get the last message).
@@ -95,6 +98,8 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
 
     PARAMETERS: Mapping[str, tuple[object, ParameterDescriptor]] = {}
     CHOICES: Mapping[str, Sequence[str]] = {}
+    # What a backward stamp jump does to the node's state (said in the WARN it raises).
+    TIME_JUMP_CONSEQUENCE = "synchronisation restarted"
 
     def __init__(self, node_name: str, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
@@ -121,6 +126,21 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
 
     def _init_state(self) -> None:
         """The subclass's own fields, set before the parameters are declared and autostart configures."""
+
+    def _reset_stats(self) -> None:
+        """Start the statistics both nodes keep (a subclass adds its own and calls this)."""
+        self._processing_ms: deque[float] = deque(maxlen=PROCESSING_WINDOW)
+        self._input_errors = 0
+
+    def processing_times_ms(self) -> list[float]:
+        """The last PROCESSING_WINDOW frames' times in the node, from the mailbox to the outputs published (decode,
+        pipeline, messages), milliseconds."""
+        return list(self._processing_ms)
+
+    def _on_time_jump(self, previous_ns: int, new_ns: int) -> None:
+        """Stamps went backwards (a looped bag, a restarted simulator): WARN with what the node did about it."""
+        jump_s = (previous_ns - new_ns) / 1e9
+        self._report(WARN, f"image stamps went back {jump_s:.3f} s: {self.TIME_JUMP_CONSEQUENCE}")
 
     # ------------------------------------------------------------------ parameters
 

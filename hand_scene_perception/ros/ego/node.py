@@ -97,6 +97,7 @@ class EgoReconstructionNode(PipelineNode):
 
     PARAMETERS = PARAMETERS
     CHOICES = _CHOICES
+    TIME_JUMP_CONSEQUENCE = "new session (map, tracks and paths reset)"
 
     def __init__(self, node_name: str = EGO_NODE_NAME, *, detector: HandExpert | None = None, **kwargs) -> None:
         self._detector = detector  # read by on_configure, which autostart runs inside PipelineNode.__init__
@@ -208,11 +209,6 @@ class EgoReconstructionNode(PipelineNode):
 
         return receive
 
-    def _on_time_jump(self, previous_ns: int, new_ns: int) -> None:
-        jump_s = (previous_ns - new_ns) / NS_PER_S
-        text = f"image stamps went back {jump_s:.3f} s: new session (map, tracks and paths reset)"
-        self._report(WARN, text)
-
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
@@ -296,24 +292,18 @@ class EgoReconstructionNode(PipelineNode):
     # ------------------------------------------------------------------ diagnostics
 
     def _reset_stats(self) -> None:
+        super()._reset_stats()
         self._received = {"image": 0, "camera_info": 0, "depth": 0}
         self._input_rate = RateMeter(window_s=5.0)
-        self._processing_ms: deque[float] = deque(maxlen=100)
         self._processed = 0
         self._dropped_no_info = 0
         self._camera_info: CameraInfo | None = None
-        self._input_errors = 0
         self._without_pose = 0
         self._hands_tracked = 0
 
     def received_counts(self) -> dict[str, int]:
         """Messages taken per input since the node started (what DDS delivered to this node)."""
         return dict(self._received)
-
-    def processing_times_ms(self) -> list[float]:
-        """The last 100 frames' times in the node, taken from the mailbox → outputs published (decode, pipeline,
-        messages), milliseconds."""
-        return list(self._processing_ms)
 
     def dropped_frames(self) -> int:
         """Images not processed: replaced while the worker was busy, left unpaired (no depth within the

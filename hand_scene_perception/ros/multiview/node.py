@@ -16,7 +16,6 @@ mailbox and worker thread (node_base.py: the newest set wins, latency never buil
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,6 +94,7 @@ class MultiviewFusionNode(PipelineNode):
 
     PARAMETERS = PARAMETERS
     CHOICES = _CHOICES
+    TIME_JUMP_CONSEQUENCE = "synchronisation restarted (calibration kept)"
 
     def __init__(
         self, node_name: str = MULTIVIEW_NODE_NAME, *, detectors: Sequence[HandExpert] | None = None, **kwargs
@@ -225,10 +225,6 @@ class MultiviewFusionNode(PipelineNode):
 
         return receive
 
-    def _on_time_jump(self, previous_ns: int, new_ns: int) -> None:
-        jump_s = (previous_ns - new_ns) / NS_PER_S
-        self._report(WARN, f"image stamps went back {jump_s:.3f} s: synchronisation restarted (calibration kept)")
-
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
@@ -312,22 +308,17 @@ class MultiviewFusionNode(PipelineNode):
     # ------------------------------------------------------------------ diagnostics
 
     def _reset_stats(self) -> None:
+        super()._reset_stats()
         count = len(self._names)
         self._received = [0] * count
         self._rates = [RateMeter(window_s=5.0) for _ in range(count)]
-        self._processing_ms: deque[float] = deque(maxlen=100)
         self._fused = 0
         self._dropped_busy = 0
-        self._input_errors = 0
         self._hands = 0
 
     def received_counts(self) -> dict[str, int]:
         """Images taken per camera since configure (what DDS delivered to this node)."""
         return dict(zip(self._names, self._received, strict=True))
-
-    def processing_times_ms(self) -> list[float]:
-        """The last 100 fused sets' times in the node (mailbox → outputs published), milliseconds."""
-        return list(self._processing_ms)
 
     def _publish_diagnostics(self) -> None:
         publisher = self._outputs.get("diagnostics")

@@ -1,172 +1,35 @@
-"""Ego pipeline (the Hand3R task, embedded tier): one moving camera in, hands and scene in a metric world out.
-
-Per frame, in this order:
-1. Odometry and hand detection run concurrently (OpenCV and MediaPipe both release the GIL, and
-   this machine has two cores; MediaPipe keeps to one): odometry masks out the previous frame's
-   hands, dilated, since it cannot wait for this frame's detections. With depth: RGB-D odometry,
-   then the frame's points are put into the world at the tracked pose (the mask-free half of map
-   fusion); without: monocular odometry whose metric scale comes from the hands placed in step 2
-   (added to it once they are placed).
-2. Each detected hand is placed metrically in the camera frame (intrinsics, depth when present)
-   and the hand model is fitted to it (pipelines/hand_estimate.py, warm-started from the same hand's previous fit).
-3. The fits are moved into the world frame, associated to tracks (stable ids, voted sides) and
-   temporally filtered; filtering acts on the model parameters (by default the wrist position only: the
-   fitter's temporal prior steadies the angles, see EgoConfig.tracker; the shape is the fitter's running
-   average) and the mesh is posed again from the filtered parameters, so joints, vertices and the published
-   parameters always agree.
-4. With depth, the frame's non-hand points are fused into the coloured voxel map (on the worker,
-   during steps 2-3), and contacts between the hand meshes and the map are found.
-
-:meth:`EgoPipeline.process` returns a frame's result before it takes the next frame.
-:meth:`EgoPipeline.process_stream` gives the same results one frame later, and in exchange hands
-frame t+1 to the detector while steps 2-4 of frame t run, so the detector's core never waits on the
-rest of the pipeline: the choice for throughput (bags, files), measured by ``hand-scene bench ego``.
-
-World frame: the first camera pose of a session (or ``EgoConfig.initial_pose``); a time jump
-backwards (bag loop) or :meth:`EgoPipeline.reset` starts a new session. ``EgoConfig.camera_pose_source``
-replaces odometry: ``tf``, each frame brings its pose (``EgoFrame.T_world_camera``, in whatever frame the
-caller chose); ``static``, the camera stays at the initial pose.
-"""
+"""The ego pipeline's stages in order (the package notes, pipelines/ego/__init__.py, describe them)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..backends.base import HandDetection, HandExpert
-from ..backends.registry import create_hand_expert
-from ..core.arm_mask import arm_pixel_mask
-from ..core.camera import CAMERA_POSE_SOURCES, PinholeCamera
-from ..core.contacts import Contact, find_map_contacts, hand_regions
-from ..core.depth import aligned_depth_metres
-from ..core.fitting import FitResult
-from ..core.hand_model import HandModel, HandSide, create_hand_model
-from ..core.hand_model.wrist_frame import wrist_frame_from_joints
-from ..core.hand_state import HandState, transformed_state
-from ..core.images import as_rgb8
-from ..core.mapping import FrameCloud, VoxelMap
-from ..core.odometry import MonocularOdometry, OdometryResult, RgbdOdometry
-from ..core.tracking import HandObservation, HandTracker, TrackerConfig
-from ..core.transforms import check_rigid_matrices
-from .hand_estimate import HandEstimator, HandStageConfig
+from ...backends.base import HandDetection, HandExpert
+from ...backends.registry import create_hand_expert
+from ...core.arm_mask import arm_pixel_mask
+from ...core.camera import PinholeCamera
+from ...core.contacts import Contact, find_map_contacts, hand_regions
+from ...core.depth import aligned_depth_metres
+from ...core.fitting import FitResult
+from ...core.hand_model import HandModel, HandSide, create_hand_model
+from ...core.hand_model.wrist_frame import wrist_frame_from_joints
+from ...core.hand_state import HandState, transformed_state
+from ...core.images import as_rgb8
+from ...core.mapping import FrameCloud, VoxelMap
+from ...core.odometry import MonocularOdometry, OdometryResult, RgbdOdometry
+from ...core.tracking import HandObservation, HandTracker
+from ..hand_estimate import HandEstimator
+from .config import EgoConfig
+from .masks import FOREARM_LENGTHS_WITH_DEPTH, hand_pixel_mask
+from .results import EgoFrame, EgoHand, EgoResult
 
 NS_PER_S = 1e9
-# Forearm band masked beyond the wrist, in wrist-to-middle-knuckle lengths: without depth, a guess along the
-# hand's axis that reaches the image border; with depth, only the wrist (core/arm_mask finds the arm itself).
-FOREARM_LENGTHS = 5.0
-FOREARM_LENGTHS_WITH_DEPTH = 1.0
-
-
-@dataclass
-class EgoConfig(HandStageConfig):
-    """Pipeline settings (the ego node exposes the same names as ROS parameters)."""
-
-    voxel_size_m: float = 0.01
-    max_voxels: int = 500_000
-    map_stride: int = 2
-    contact_threshold_m: float = 0.01
-    hand_mask_margin_px: int = 20
-    max_fit_match_m: float = 0.12
-    # Expected change of a finger joint's angles between frames (core/fitting.py temporal_sigma_rad): on the RGB-D
-    # benchmark 0.3 -> 0.07 rad took Acc Err 3.9 -> 2.6 mm/frame² and C-MPJPE 14.2 -> 13.2 mm (a grasp moves a
-    # finger joint ~0.03 rad per frame at 30 Hz, so this holds no real motion back); on real video (RGB) no prior ->
-    # 0.07 took Acc Err 16.7 -> 16.4 mm/frame² at the same C-MPJPE.
-    fit_temporal_sigma_rad: float = 0.07
-    # With depth: move the wrist, knuckles and PIPs onto the depth image before fitting (core/placement.py), unless the
-    # detector's metric output is exact (detector_size_sigma 0: its own joints are better than the depth's).
-    lift_joints_to_depth: bool = True
-    initial_pose: np.ndarray | None = None
-    # Where the camera pose comes from (CAMERA_POSE_SOURCES): odometry (visual odometry, the world is the first
-    # pose); tf (every frame brings its pose, EgoFrame.T_world_camera: the node looks it up in TF); static (no
-    # odometry, the camera stays at initial_pose: a fixed rig, where odometry would only add drift).
-    camera_pose_source: str = "odometry"
-    tracker: TrackerConfig = field(
-        default_factory=lambda: TrackerConfig(
-            filters={
-                # No One-Euro filter on the angles: on real video with 3D ground truth it lagged the hand (C-MPJPE
-                # 28.4 -> 31.7 mm, RR 19.0 -> 23.5) for little smoothing (Acc Err 16.4 -> 17.6 mm/frame²); the
-                # fitter's temporal prior already keeps the angles steady. The wrist keeps the default position
-                # filter (real video: Acc Err 19.2 -> 16.4 mm/frame² for +0.8 mm C-MPJPE).
-                "rotation": None,
-                "articulation": None,
-                # The fitter already keeps a running average of the shape (core/fitting.py shape_rate), and
-                # the articulation is fitted with that shape: a second, slower filter here held the first
-                # frames' noisy shape and posed the filtered angles on other bones (+5 mm C-MPJPE).
-                "shape": None,
-            }
-        )
-    )
-
-    def __post_init__(self) -> None:
-        """Reject values that would make the pipeline misbehave silently."""
-        super().__post_init__()
-        for name in ("voxel_size_m", "contact_threshold_m", "max_fit_match_m", "fit_temporal_sigma_rad"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.max_voxels < 1 or self.map_stride < 1 or self.hand_mask_margin_px < 0:
-            raise ValueError("max_voxels and map_stride must be >= 1 and hand_mask_margin_px >= 0")
-        if self.camera_pose_source not in CAMERA_POSE_SOURCES:
-            raise ValueError(f"camera_pose_source must be one of {', '.join(CAMERA_POSE_SOURCES)}, "
-                             f"got {self.camera_pose_source!r}")
-
-
-@dataclass(frozen=True)
-class EgoFrame:
-    """One input: the colour image, its camera, the image stamp, optional aligned depth.
-
-    image_rgb: (H, W, 3) uint8 RGB; grey, RGBA and uint16 colour are converted (core/images.py as_rgb8).
-
-    depth: uint16 millimetres or float metres, any resolution (resampled to the colour image), 0/NaN = none.
-
-    T_world_camera: the camera's known pose at the stamp (4x4 rigid), for ``camera_pose_source`` tf only.
-    """
-
-    image_rgb: np.ndarray
-    camera: PinholeCamera
-    stamp_ns: int
-    depth: np.ndarray | None = None
-    T_world_camera: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        """A given pose must be one rigid transform: a bad one would put every hand and map point elsewhere."""
-        if self.T_world_camera is not None:
-            pose = check_rigid_matrices(self.T_world_camera, "T_world_camera")
-            if pose.shape != (4, 4):
-                raise ValueError(f"T_world_camera must be one 4x4 transform, got shape {pose.shape}")
-            object.__setattr__(self, "T_world_camera", pose.copy())
-
-
-@dataclass(frozen=True)
-class EgoHand:
-    """One tracked hand: the same state in the camera frame and in the world frame."""
-
-    track_id: int
-    side: HandSide
-    side_confidence: float
-    camera: HandState
-    world: HandState
-    reprojection_error_px: float | None
-
-
-@dataclass(frozen=True)
-class EgoResult:
-    """Everything one frame produced; timings in milliseconds per stage."""
-
-    stamp_ns: int
-    hands: list[EgoHand]
-    T_world_camera: np.ndarray
-    odometry: OdometryResult
-    map_points_added: int
-    contacts: list[Contact]
-    timings_ms: dict[str, float]
-    session_reset: str | None = None
-    detections: int = 0
 
 
 @dataclass
@@ -180,39 +43,6 @@ class _Started:
     start: float
     detections: Future
     odometry: Future | None = None
-
-
-def hand_pixel_mask(
-    landmarks: list[np.ndarray], height: int, width: int, margin_px: int, forearm_lengths: float = FOREARM_LENGTHS
-) -> np.ndarray:
-    """(H, W) bool mask covering each hand's landmark hull and its forearm, grown by margin_px.
-
-    Hands and arms move independently of the scene, so odometry and mapping must not use these pixels.
-    The forearm continues from the wrist away from the fingers as a band as wide as the palm (widened by
-    a third for the sleeve), ``forearm_lengths`` wrist-to-middle-knuckle lengths long: by default far enough
-    to reach the image border in an egocentric view, where the arm enters. The margin is added to each
-    polygon's corners (a disc of 16 points each) before filling: the hull of the grown corners is the
-    dilated polygon, at a fraction of the cost of dilating the whole image.
-    """
-    mask = np.zeros((height, width), np.uint8)
-    angles = np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)
-    disc = margin_px * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    for points in landmarks:
-        pts = np.asarray(points, np.float64)
-        if pts.shape != (21, 2):
-            continue
-        finite = np.all(np.isfinite(pts), axis=1)
-        polygons = [pts[finite]] if finite.sum() >= 3 else []
-        if finite[[0, 5, 9, 17]].all():
-            along = pts[0] - pts[9]
-            across = np.array([-along[1], along[0]]) / max(float(np.linalg.norm(along)), 1e-9)
-            half_width = 0.65 * float(np.linalg.norm(pts[5] - pts[17])) * across
-            far = pts[0] + forearm_lengths * along
-            polygons.append(np.stack([pts[0] + half_width, pts[0] - half_width, far - half_width, far + half_width]))
-        for polygon in polygons:
-            grown = (polygon[:, None, :] + disc[None]).reshape(-1, 2).astype(np.float32)
-            cv2.fillConvexPoly(mask, cv2.convexHull(grown).astype(np.int32), 1)
-    return mask.astype(bool)
 
 
 def hand_estimator(config: EgoConfig, detector: HandExpert, model: HandModel | None = None) -> HandEstimator:
