@@ -27,8 +27,8 @@ from hand_scene_perception.eval.real import (
     raw_detector_hand,
     run_estimates,
 )
-from hand_scene_perception.pipelines.ego import pipeline as ego_module
 from hand_scene_perception.pipelines import hand_estimate as hand_estimate_module
+from hand_scene_perception.pipelines.ego import pipeline as ego_module
 
 K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
 WIDTH, HEIGHT = 320, 240
