@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from hand_scene_perception import cli
+from hand_scene_perception.cli.common import run_camera
 from hand_scene_perception.pipelines.ego import pipeline as ego
 from hand_scene_perception.synth.sequence import default_camera, generate_sequence, save_sequence
 
@@ -157,7 +158,7 @@ def test_intrinsics_file_is_rescaled_to_smaller_frames(sequence, tmp_path):
         image = cv2.imread(str(path))
         cv2.imwrite(str(small / path.name), cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA))
     args = cli.build_parser().parse_args(["run", str(small), "--intrinsics", str(root / "camera.yaml"), "--out", "x"])
-    camera, description = cli._run_camera(args, 120, 160)
+    camera, description = run_camera(args, 120, 160)
     assert (camera.width, camera.height) == (160, 120)
     assert camera.fx == pytest.approx(default_camera(320, 240).fx / 2) and description["assumed"] is False
 

@@ -1,0 +1,48 @@
+"""The `hand-scene` command: one entry point for demos, offline runs, evaluation and benchmarks.
+
+One module per sub-command (its arguments and its handler); each imports its heavy dependencies lazily so
+`hand-scene --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import bench, convert_gt, demo, detect, eval, hand_model_figure, launch, process, record, replay, run, video2bag
+
+COMMANDS = (demo, hand_model_figure, detect, run, eval, convert_gt, bench, video2bag, replay, record, process, launch)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser with one sub-command per job."""
+    parser = argparse.ArgumentParser(prog="hand-scene", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run the chosen sub-command; user errors exit 2 with a message, not a traceback."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if args.command == "launch":  # ros2-launch-style NAME:=VALUE items may follow options too (argparse stops at them)
+        args.arguments += [item for item in extras if ":=" in item]
+        extras = [item for item in extras if ":=" not in item]
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    # The per-frame maths is many tiny matrices: BLAS and torch thread pools only add overhead there, and
+    # the pipeline already runs MediaPipe and odometry side by side on the cores. Must precede numpy's import.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"hand-scene {args.command}: error: {error}", file=sys.stderr)
+        return 2
+

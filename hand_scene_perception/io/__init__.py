@@ -1,0 +1,1 @@
+"""Where frames come from outside ROS: videos, image folders and their depth images."""
