@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen sub-command; user errors exit 2 with a message, not a traceback."""
+    # The per-frame maths is many tiny matrices: BLAS and torch thread pools only add overhead there, and the
+    # pipeline already runs MediaPipe and odometry side by side on the cores. Must precede numpy's import, which
+    # building the parser already does (the backend and hand-model names).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if args.command == "launch":  # ros2-launch-style NAME:=VALUE items may follow options too (argparse stops at them)
@@ -36,10 +41,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         extras = [item for item in extras if ":=" not in item]
     if extras:
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
-    # The per-frame maths is many tiny matrices: BLAS and torch thread pools only add overhead there, and
-    # the pipeline already runs MediaPipe and odometry side by side on the cores. Must precede numpy's import.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         return args.handler(args)
     except (FileNotFoundError, ValueError) as error:
