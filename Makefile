@@ -1,18 +1,18 @@
 # hand_scene_perception: `make demo` and `make test` work on a fresh machine; both run `make setup` first.
 #
 # Variables: PYTHON (interpreter for the venv, default python3.11; 3.10-3.13 work),
-#            ROS_LINE (kilted | jazzy: which ROS 2 wheels), VENV (venv folder).
+#            ROS_LINE (jazzy | kilted: which ROS 2 wheels; default jazzy, the LTS line),
+#            VENV (venv folder, default .venv-$(ROS_LINE): one per line, so no venv mixes two lines' wheels).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 PYTHON ?= python3.11
-ROS_LINE ?= kilted
-ifeq ($(ROS_LINE),kilted)
-VENV ?= .venv
-else
-VENV ?= .venv-$(ROS_LINE)
+ROS_LINE ?= jazzy
+ifeq ($(wildcard requirements/ros-$(ROS_LINE).txt),)
+$(error ROS_LINE=$(ROS_LINE) has no requirements/ros-$(ROS_LINE).txt; use jazzy or kilted)
 endif
+VENV ?= .venv-$(ROS_LINE)
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-complete
 

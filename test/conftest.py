@@ -52,7 +52,8 @@ def subprocess_env() -> dict[str, str]:
 
 @pytest.fixture
 def context():
-    """A fresh rclpy context per node test (a test's nodes never see another test's)."""
+    """A fresh rclpy context per node test (a test's nodes never see another test's, as long as each test destroys
+    its nodes: Jazzy's context shutdown leaves them alive, Kilted's destroys them)."""
     import rclpy
 
     ctx = rclpy.Context()

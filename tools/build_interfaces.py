@@ -6,7 +6,7 @@ built on (``/opt/python/cpXY-cpXY/...``). This script repoints those paths at th
 interpreter, then configures, builds and installs ``hand_scene_msgs`` (and, only when
 ``tf2_msgs`` is not importable, a ``tf2_msgs`` package holding TFMessage) with CMake.
 
-Run with the venv's interpreter: ``.venv/bin/python tools/build_interfaces.py``.
+Run with the venv's interpreter: ``.venv-jazzy/bin/python tools/build_interfaces.py``.
 Rebuilds are skipped when the installed package is newer than its sources.
 """
 

@@ -150,11 +150,14 @@ def run_demo(
     # One executor (and thread) per node: the node's receive callbacks never queue behind the recorder's writes.
     executors = [SingleThreadedExecutor(context=context), SingleThreadedExecutor(context=context)]
     recorded = out_dir / "demo.mcap"
+    nodes: list[Node] = []
     try:
         ego = EgoReconstructionNode(
             node_name=spec.name, context=context, cli_args=node_ros_arguments(spec) + DEMO_NODE_ARGUMENTS
         )
+        nodes.append(ego)
         demo = Node("hand_scene_demo", context=context, parameter_overrides=[Parameter("use_sim_time", value=True)])
+        nodes.append(demo)
         listener = _Listener(demo, topics)
         with BagWriter(recorded) as writer:
             BagRecorder(demo, writer, EGO_OUTPUT_TOPICS)
@@ -179,6 +182,10 @@ def run_demo(
     finally:
         for executor in executors:
             executor.shutdown(timeout_sec=0.5)
+        # Destroyed here, not left to the context: Jazzy's shutdown keeps nodes alive (the ego node's worker thread
+        # and DDS endpoints included), so a caller's later nodes would still see them in the graph.
+        for node in nodes:
+            node.destroy_node()
         rclpy.shutdown(context=context)
     return summary
 

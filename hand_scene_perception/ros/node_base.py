@@ -117,12 +117,17 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         self._problem: tuple[int | bytes, str, float] | None = None  # (level, text, monotonic time)
         self._init_state()
         # Declared after the fields, with the choices check already in place so that values from a params file or
-        # overrides are checked too: a rejected value raises here, and the context may still destroy the node.
-        self.add_on_set_parameters_callback(self._check_parameters)
-        for name, (default, descriptor) in self.PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        if self._param("autostart") and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        # overrides are checked too: a rejected value raises here. The node destroys itself first: Jazzy's context
+        # shutdown leaves a node alive (Kilted's destroys it), and its DDS endpoints would stay in the graph.
+        try:
+            self.add_on_set_parameters_callback(self._check_parameters)
+            for name, (default, descriptor) in self.PARAMETERS.items():
+                self.declare_parameter(name, default, descriptor)
+            if self._param("autostart") and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()
+        except BaseException:
+            self.destroy_node()
+            raise
 
     def _init_state(self) -> None:
         """The subclass's own fields, set before the parameters are declared and autostart configures."""

@@ -1,15 +1,18 @@
-"""Checks both nodes' tests share: the shipped parameter file's comments, a launch runner and helper publisher
-processes in subprocesses."""
+"""Checks both nodes' tests share: the shipped parameter file's comments, the nodes left undestroyed, a launch
+runner and helper publisher processes in subprocesses."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import yaml
+from rclpy.exceptions import InvalidHandle
+from rclpy.node import Node
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,6 +30,17 @@ def shipped_params(system: str, node_name: str, parameters: Mapping[str, object]
             above = next(lines[i] for i in range(index - 1, -1, -1) if not lines[i].strip().startswith("qos_"))
             assert above.strip().startswith("#"), f"{key} has no comment"
     return params_file, values
+
+
+def live_node_names() -> list[str]:
+    """Names of this process's rclpy nodes that were never destroyed (a destroyed node's handle refuses use). Such a
+    node keeps its DDS endpoints: Jazzy's context shutdown does not destroy it (Kilted's does)."""
+    names = []
+    for obj in gc.get_objects():
+        if issubclass(type(obj), Node):  # not isinstance: its __class__ fallback trips torch deprecation warnings
+            with contextlib.suppress(InvalidHandle):
+                names.append(obj.get_name())
+    return names
 
 
 @contextlib.contextmanager

@@ -241,6 +241,8 @@ def test_replay_loop_restarts_clock_and_stops(camera_bag, tmp_path, name):
         stop.set()
         thread.join(timeout=10)
         player.close()
+        listener.destroy_node()
+        player_node.destroy_node()
         executor.shutdown()
         context.try_shutdown()
     assert not thread.is_alive() and player.stats.passes >= 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from node_checks import live_node_names
 from PIL import Image
 
 from hand_scene_perception.ros.bags.io import open_bag
@@ -10,9 +11,12 @@ from hand_scene_perception.ros.demo import format_summary, run_demo
 
 
 def test_demo_runs_the_node_on_a_bag_and_measures_it(tmp_path):
+    before = live_node_names()
     # A quarter of real time: the node, player, recorder and listener share this process on a 2-core machine
     # that may be busy; the node drops frames it cannot take (newest wins), so only a share is asserted.
     summary = run_demo(tmp_path, frames=24, seed=0, rate=0.25)
+    # Its nodes are destroyed, not left to the context: Jazzy's shutdown keeps them (and their publishers) alive.
+    assert live_node_names() == before
     assert summary["frames_in"] == 24
     assert summary["frames_out"] >= 8 and summary["hands_published"] >= summary["frames_out"]
     # Metric hands and a camera that tracks, against the synthetic ground truth (oracle-free: real detector).

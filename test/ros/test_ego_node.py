@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from ego_fixtures import CAMERA_FRAME, NodeHarness, StampOracle, frame_messages, frame_stamp, synthetic_frames
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
-from node_checks import shipped_params
+from node_checks import live_node_names, shipped_params
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -212,8 +212,10 @@ def test_configure_fails_cleanly_without_mano_files(context, frames, tmp_path):
 
 
 def test_parameters_out_of_range_rejected(context, frames):
+    before = live_node_names()
     with pytest.raises(InvalidParameterValueException):
         _node(context, frames, voxel_size_m=-0.01)
+    assert live_node_names() == before  # the rejected node destroyed itself (no endpoints left behind)
     node = _node(context, frames, autostart=False)
     try:
         for name, value in (("voxel_size_m", 0.0), ("max_hands", 9), ("map_publish_rate_hz", 100.0),

@@ -16,7 +16,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from ego_fixtures import NodeHarness
 from multiview_fixtures import make_rig
-from node_checks import shipped_params
+from node_checks import live_node_names, shipped_params
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -321,8 +321,10 @@ def test_lifecycle_transitions(context, rig):
 
 
 def test_parameters_out_of_range_rejected(context, rig):
+    before = live_node_names()
     with pytest.raises(InvalidParameterValueException):
         _node(context, rig, sync_tolerance_s=-0.01)
+    assert live_node_names() == before  # the rejected node destroyed itself (no endpoints left behind)
     node = _node(context, rig, autostart=False)
     try:
         for name, value in (("view_timeout_s", 0.0), ("max_hands", 9), ("qos_image", "FAST"),

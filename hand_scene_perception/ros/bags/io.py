@@ -64,8 +64,9 @@ def _register_package(typestore: Typestore, package: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def message_typestore() -> Typestore:
-    """ROS 2 Kilted's standard messages plus hand_scene_msgs (registered from its .msg files when found)."""
-    typestore = get_typestore(Stores.ROS2_KILTED)
+    """ROS 2 Jazzy's standard messages (the default line; Kilted's differ only by nav_msgs/Goals, which no bag
+    here holds) plus hand_scene_msgs (registered from its .msg files when found)."""
+    typestore = get_typestore(Stores.ROS2_JAZZY)
     _register_package(typestore, "hand_scene_msgs")
     return typestore
 

@@ -445,23 +445,25 @@ def _record(
     context = _ros_context(ros_args)
     try:
         node = Node("hand_scene_record", context=context)
-        if use_sim_time:
-            node.set_parameters([Parameter("use_sim_time", value=True)])
         executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        with BagWriter(out, storage) as writer:
-            recorder = BagRecorder(node, writer, topics)
-            recorder.discover()
-            if on_ready is not None:
-                on_ready()
-            end = None if duration_s is None else time.monotonic() + duration_s
-            try:
-                while end is None or time.monotonic() < end:
-                    executor.spin_once(timeout_sec=0.05)
-            except KeyboardInterrupt:
-                pass
-        executor.shutdown()
-        node.destroy_node()
+        try:  # the node goes in every case (Jazzy's context shutdown would leave it in the graph)
+            if use_sim_time:
+                node.set_parameters([Parameter("use_sim_time", value=True)])
+            executor.add_node(node)
+            with BagWriter(out, storage) as writer:
+                recorder = BagRecorder(node, writer, topics)
+                recorder.discover()
+                if on_ready is not None:
+                    on_ready()
+                end = None if duration_s is None else time.monotonic() + duration_s
+                try:
+                    while end is None or time.monotonic() < end:
+                        executor.spin_once(timeout_sec=0.05)
+                except KeyboardInterrupt:
+                    pass
+        finally:
+            executor.shutdown()
+            node.destroy_node()
         return dict(writer.counts)
     finally:
         context.try_shutdown()
