@@ -323,6 +323,25 @@ def _run_camera(args: argparse.Namespace, height: int, width: int):
     return camera, description
 
 
+def _check_overlay_path(path: Path) -> None:
+    """`run --overlay`: checked before anything is written (a bad name exits 2 with nothing written)."""
+    if path.suffix.lower() != ".mp4":
+        raise ValueError(f"--overlay names the video to write and must end in .mp4, got {path}")
+    if not path.parent.is_dir():
+        raise ValueError(f"--overlay {path}: no folder {path.parent}")
+
+
+def _overlay_video(path: Path, fps: float, width: int, height: int):
+    """OpenCV's writer for `run --overlay`: MPEG-4 Part 2 ('mp4v'), which the OpenCV wheel the project already has
+    (through mediapipe) encodes without any further dependency."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise ValueError(f"cannot write the overlay video {path} (OpenCV could not open it for mp4v)")
+    return writer
+
+
 class _Progress:
     """Frames done, rate and hands on stderr: one line redrawn in place on a terminal; on a pipe or log file a
     plain line every few seconds instead (no carriage-return clutter)."""
@@ -359,18 +378,26 @@ class _Progress:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    """Run the ego pipeline offline over a video or image folder and write hands, trajectory, map and overview.
+    """Run the ego pipeline offline over a video or image folder and write hands, trajectory, map and overview
+    (and with ``--overlay`` a video of the hands drawn over each frame).
 
     Outputs are written when the run ends, also after Ctrl-C (exit 130) or an error part-way (which then
     exits as usual), so the frames processed so far are never lost."""
     source = _open_run_input(args.input, args.fps, args.max_frames)
+    video = None
     try:
         depth_files = _depth_files(args.depth_dir, source) if args.depth_dir is not None else None
         camera, intrinsics = _run_camera(args, source.height, source.width)
+        if args.overlay is not None:
+            _check_overlay_path(args.overlay)
         # Imported only now, so bad arguments are reported without waiting for the pipeline's imports.
+        import cv2
+
         from .backends.mediapipe_hands import MediaPipeUnavailableError
+        from .core.hand_model.side import HandSide
         from .pipelines.ego import EgoConfig, EgoFrame, EgoPipeline
         from .pipelines.ego_outputs import EgoRecorder
+        from .pipelines.overlay import draw_overlay
 
         config = EgoConfig(
             max_hands=args.max_hands,
@@ -390,6 +417,9 @@ def run_run(args: argparse.Namespace) -> int:
             raise ValueError(str(error)) from None
         with pipeline:
             recorder = EgoRecorder(pipeline.model.name, pipeline.model.num_shape_params)
+            faces = {side: pipeline.model.faces(side) for side in HandSide}
+            if args.overlay is not None:
+                video = _overlay_video(args.overlay, source.fps, source.width, source.height)
             progress = _Progress(source.total)
             outcome = "complete"
             start = time.perf_counter()
@@ -402,7 +432,11 @@ def run_run(args: argparse.Namespace) -> int:
                                 f"{len(depth_files)} depth files in {args.depth_dir} but the video has more frames"
                             )
                         depth = _load_depth_m(depth_files[index], source.height, source.width)
-                    recorder.add(index, pipeline.process(EgoFrame(image, camera, stamp_ns, depth)))
+                    result = pipeline.process(EgoFrame(image, camera, stamp_ns, depth))
+                    recorder.add(index, result)
+                    if video is not None:
+                        drawn = draw_overlay(image, camera, [hand.camera for hand in result.hands], faces)
+                        video.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
                     progress.update(recorder.frames, recorder.hand_samples)
             except KeyboardInterrupt:
                 outcome = "interrupted"
@@ -422,14 +456,18 @@ def run_run(args: argparse.Namespace) -> int:
                     "fps": round(recorder.frames / wall_s, 2) if wall_s > 0 else None,
                     "wall_s": round(wall_s, 3),
                     "intrinsics": intrinsics,
+                    "overlay": None if args.overlay is None else str(args.overlay),
                 }
                 written = recorder.write(args.out, pipeline.map.points(), pipeline.map.colors(), extra)
     finally:
         source.close()
+        if video is not None:
+            video.release()
     summary = recorder.summary()
     print(
         f"hand-scene run: {outcome}: {recorder.frames} frames, {summary['hand_samples']} hand samples in "
         f"{len(summary['tracks'])} track(s), {extra['fps']} FPS; wrote {', '.join(written)} to {args.out}"
+        + ("" if args.overlay is None else f" and the overlay video {args.overlay}")
     )
     return 130 if outcome == "interrupted" else 0
 
@@ -748,6 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-hands", type=int, default=2, help="most hands to track (default 2)")
     run.add_argument("--camera-pose-source", choices=("odometry", "static"), default="odometry",
                      help="odometry: visual odometry tracks the camera (default); static: a fixed camera, no odometry")
+    run.add_argument("--overlay", type=Path, default=None, metavar="OUT.mp4",
+                     help="also write the hands (meshes, skeletons) drawn over each frame as an MP4 video")
     _add_hand_model_arguments(run)
     run.set_defaults(handler=run_run)
 
