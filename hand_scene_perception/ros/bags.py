@@ -337,6 +337,12 @@ class BagRecorder:
             )
             self.node.get_logger().info(f"recording {topic} ({msgtype})")
 
+    def subscribed(self, topic: str) -> bool:
+        """Whether ``topic`` is recorded and its subscription matched a publisher: DDS matched the pair, so a publisher
+        that builds messages only for subscribers (the ego node's overlay) counts this one too."""
+        subscription = self._subscriptions.get(self.node.resolve_topic_name(topic))
+        return subscription is not None and subscription.get_publisher_count() > 0
+
     def _writer_for(self, topic: str) -> Callable[[bytes], None]:
         def write(data: bytes) -> None:
             stamp = self.node.get_clock().now().nanoseconds

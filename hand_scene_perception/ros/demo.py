@@ -217,7 +217,7 @@ def _replay(node: NodeProcess, input_bag: Path, recorded: Path, image_topic: str
         recorder_node = Node("hand_scene_demo_recorder", context=context, parameter_overrides=sim_time)
         listener = _Listener(demo, image_topic)
         with BagWriter(recorded) as writer:
-            BagRecorder(recorder_node, writer, RECORDED_TOPICS + (image_topic,))
+            recorder = BagRecorder(recorder_node, writer, RECORDED_TOPICS + (image_topic,))
             for executor, each in zip(executors, (demo, recorder_node), strict=True):
                 executor.add_node(each)
                 threading.Thread(target=executor.spin, daemon=True).start()
@@ -225,8 +225,8 @@ def _replay(node: NodeProcess, input_bag: Path, recorded: Path, image_topic: str
             try:
                 # The node subscribed to every camera topic, the recorder to the image and the node's overlay.
                 _wait_for(node, lambda: player.wait_for_subscribers(0.1), "the ego node to subscribe to the camera")
-                _wait_for(node, lambda: demo.count_subscribers(image_topic) >= 2
-                          and demo.count_subscribers(OVERLAY_TOPIC) >= 1, "the recorder to subscribe")  # fmt: skip
+                _wait_for(node, lambda: recorder.subscribed(image_topic) and recorder.subscribed(OVERLAY_TOPIC),
+                          "the recorder to subscribe to the image and the overlay")  # fmt: skip
                 say(f"demo: replaying at {rate:g}x over DDS (localhost) and recording the image and the node's "
                     f"outputs to {recorded} ...")
                 stats = _play_watched(player, node)
