@@ -49,12 +49,12 @@ from ..pipelines.ego_figure import HandMesh, render_scene_view
 from ..pipelines.ego_outputs import write_json, write_png
 from ..synth.sequence import SynthFrame, default_camera, generate_sequence
 from .bag_io import BagWriter
-from .bags import EGO_OUTPUT_TOPICS, BagPlayer, BagRecorder, CameraFrame, camera_topics, write_camera_bag
+from .bags import EGO_OUTPUT_TOPICS, BagPlayer, BagRecorder, CameraFrame, ReplayStats, camera_topics, write_camera_bag
 from .conversions import MSG_TO_SIDE, hand_state, point_cloud_arrays, pose_matrix, time_ns
 from .diagnostics import ERROR, WARN
 from .launch_plan import EGO_NODE_NAME
 from .launch_runner import ensure_local_discovery, use_shipped_dds_profile
-from .node_process import NodeProcess
+from .node_process import NodeProcess, NodeProcessError
 
 DEFAULT_FRAMES = 150
 DEFAULT_SEED = 0
@@ -205,7 +205,7 @@ def run_demo(
 
 
 def _replay(node: NodeProcess, input_bag: Path, recorded: Path, image_topic: str, rate: float,
-            say: Callable[[str], None]):  # fmt: skip
+            say: Callable[[str], None]) -> tuple[_Listener, ReplayStats, dict[str, int]]:  # fmt: skip
     """Replay the bag into the node while recording; (listener, replay statistics, messages per recorded topic)."""
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -252,7 +252,7 @@ def _wait_for(node: NodeProcess, ready: Callable[[], bool], what: str, timeout_s
         time.sleep(0.05)
 
 
-def _play_watched(player: BagPlayer, node: NodeProcess):
+def _play_watched(player: BagPlayer, node: NodeProcess) -> ReplayStats:
     """player.play(), stopped early (and then raising) when the node process exits under it."""
     done = threading.Event()
 
@@ -260,7 +260,7 @@ def _play_watched(player: BagPlayer, node: NodeProcess):
         while not done.wait(0.2):
             try:
                 node.check_running()
-            except RuntimeError:
+            except NodeProcessError:
                 player.stop.set()
                 return
 
