@@ -377,9 +377,10 @@ def format_summary(summary: dict) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
     node = summary.get("node", {})
-    node_line = (f"node process      received {node.get('frames_received', 'n/a')} images, processed "
-                 f"{node.get('frames_processed', 'n/a')}, dropped {node.get('dropped_frames', 'n/a')} while busy; "
-                 f"{node.get('processing_ms', float('nan')):.1f} ms per frame in the node (mean, last report)")
+    # (The node reports on sim time: its last report comes with the last /clock, before the last few frames.)
+    node_line = (f"node process      by its last report: received {node.get('frames_received', 'n/a')} images, "
+                 f"processed {node.get('frames_processed', 'n/a')}, dropped {node.get('dropped_frames', 'n/a')} "
+                 f"while busy; {node.get('processing_ms', float('nan')):.1f} ms per frame in the node (mean)")
     lines = [
         f"frames in/out     {summary['frames_in']} / {summary['frames_out']} "
         f"(delivered {100 * summary['delivered_fraction']:.0f} %), {summary['hands_published']} hands published",
