@@ -135,11 +135,14 @@ def _bad_inputs(root: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
         "both intrinsics": ([rgb, "--intrinsics", str(root / "camera.yaml"), "--fx", "300"], "not both"),
         "yaml field": ([rgb, "--intrinsics", str(tmp / "no_k.yaml")], "camera_matrix.data"),
         "fps": ([rgb, "--fps", "0"], "--fps must be"),
+        "overlay name": ([rgb, "--overlay", str(tmp / "overlay.avi")], "must end in .mp4"),
+        "overlay folder": ([rgb, "--overlay", str(tmp / "nope" / "overlay.mp4")], "no folder"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "unreadable video", "depth count", "video depth count",
-                                  "missing depth dir", "both intrinsics", "yaml field", "fps"])  # fmt: skip
+                                  "missing depth dir", "both intrinsics", "yaml field", "fps", "overlay name",
+                                  "overlay folder"])  # fmt: skip
 def test_bad_input_exits_2_and_writes_nothing(sequence, tmp_path, capsys, case):
     root, _ = sequence
     args, message = _bad_inputs(root, tmp_path)[case]
@@ -148,6 +151,26 @@ def test_bad_input_exits_2_and_writes_nothing(sequence, tmp_path, capsys, case):
     captured = capsys.readouterr()
     assert message in captured.err and "Traceback" not in captured.err
     assert captured.out == "" and not out.exists()
+
+
+def test_overlay_video_shows_the_hand_on_every_frame(sequence, tmp_path):
+    root, frames = sequence
+    out, video = tmp_path / "out", tmp_path / "overlay.mp4"
+    assert cli.main(["run", str(root / "rgb"), "--depth-dir", str(root / "depth"), "--out", str(out),
+                     "--max-frames", "4", "--overlay", str(video)]) == 0  # fmt: skip
+    capture = cv2.VideoCapture(str(video))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(30.0)
+    decoded = []
+    while (read := capture.read())[0]:
+        decoded.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
+    capture.release()
+    assert len(decoded) == 4 and decoded[0].shape == (240, 320, 3)
+    for drawn, frame in zip(decoded, frames, strict=False):
+        # Beyond the codec's small errors, only where the hand is drawn.
+        changed = np.abs(drawn.astype(int) - frame.rgb.astype(int)).max(axis=2) > 60
+        hand = np.isin(frame.segmentation, [1, 2])
+        assert changed.mean() > 0.005 and changed[hand].mean() > 5 * changed[~hand].mean()
+    assert json.loads((out / "summary.json").read_text())["overlay"] == str(video)
 
 
 def test_intrinsics_file_is_rescaled_to_smaller_frames(sequence, tmp_path):

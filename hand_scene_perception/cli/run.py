@@ -11,6 +11,7 @@ from ..io.frames import (
     matched_depth_files,
     open_frames,
 )
+from ..io.video_out import check_video_path
 from .common import (
     Progress,
     add_backend_argument,
@@ -21,18 +22,25 @@ from .common import (
 
 
 def run_run(args: argparse.Namespace) -> int:
-    """Run the ego pipeline offline over a video or image folder and write hands, trajectory, map and overview.
+    """Run the ego pipeline offline over a video or image folder and write hands, trajectory, map and overview
+    (and with ``--overlay`` a video of the hands drawn over each frame).
 
     Outputs are written when the run ends, also after Ctrl-C (exit 130) or an error part-way (which then
     exits as usual), so the frames processed so far are never lost."""
     source = open_frames(args.input, args.fps, args.max_frames)
+    video = None
     try:
         depth_files = matched_depth_files(args.depth_dir, source) if args.depth_dir is not None else None
         camera, intrinsics = run_camera(args, source.height, source.width)
+        if args.overlay is not None:
+            check_video_path(args.overlay)
         # Imported only now, so bad arguments are reported without waiting for the pipeline's imports.
         from ..backends.mediapipe_hands import MediaPipeUnavailableError
+        from ..core.hand_model.side import HandSide
+        from ..io.video_out import Mp4Writer
         from ..pipelines.ego import EgoConfig, EgoFrame, EgoPipeline
         from ..pipelines.ego_outputs import EgoRecorder
+        from ..pipelines.overlay import draw_overlay
 
         config = EgoConfig(
             backend=args.backend,
@@ -53,6 +61,9 @@ def run_run(args: argparse.Namespace) -> int:
             raise ValueError(str(error)) from None
         with pipeline:
             recorder = EgoRecorder(pipeline.model.name, pipeline.model.num_shape_params)
+            faces = {side: pipeline.model.faces(side) for side in HandSide}
+            if args.overlay is not None:
+                video = Mp4Writer(args.overlay, source.fps, source.width, source.height)
             progress = Progress(source.total)
             outcome = "complete"
             start = time.perf_counter()
@@ -65,7 +76,10 @@ def run_run(args: argparse.Namespace) -> int:
                                 f"{len(depth_files)} depth files in {args.depth_dir} but the video has more frames"
                             )
                         depth = load_depth_m(depth_files[index], source.height, source.width)
-                    recorder.add(index, pipeline.process(EgoFrame(image, camera, stamp_ns, depth)))
+                    result = pipeline.process(EgoFrame(image, camera, stamp_ns, depth))
+                    recorder.add(index, result)
+                    if video is not None:
+                        video.write(draw_overlay(image, camera, [hand.camera for hand in result.hands], faces))
                     progress.update(recorder.frames, recorder.hand_samples)
             except KeyboardInterrupt:
                 outcome = "interrupted"
@@ -85,14 +99,18 @@ def run_run(args: argparse.Namespace) -> int:
                     "fps": round(recorder.frames / wall_s, 2) if wall_s > 0 else None,
                     "wall_s": round(wall_s, 3),
                     "intrinsics": intrinsics,
+                    "overlay": None if args.overlay is None else str(args.overlay),
                 }
                 written = recorder.write(args.out, pipeline.map.points(), pipeline.map.colors(), extra)
     finally:
         source.close()
+        if video is not None:
+            video.close()
     summary = recorder.summary()
     print(
         f"hand-scene run: {outcome}: {recorder.frames} frames, {summary['hand_samples']} hand samples in "
         f"{len(summary['tracks'])} track(s), {extra['fps']} FPS; wrote {', '.join(written)} to {args.out}"
+        + ("" if args.overlay is None else f" and the overlay video {args.overlay}")
     )
     return 130 if outcome == "interrupted" else 0
 
@@ -126,6 +144,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--max-hands", type=int, default=2, help="most hands to track (default 2)")
     run.add_argument("--camera-pose-source", choices=("odometry", "static"), default="odometry",
                      help="odometry: visual odometry tracks the camera (default); static: a fixed camera, no odometry")
+    run.add_argument("--overlay", type=Path, default=None, metavar="OUT.mp4",
+                     help="also write the hands (meshes, skeletons) drawn over each frame as an MP4 video")
     add_hand_model_arguments(run)
     run.set_defaults(handler=run_run)
 

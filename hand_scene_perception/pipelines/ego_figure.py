@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..core.camera import PinholeCamera
 from ..core.hand_model.side import HandSide
-from ..synth.raster import look_at, render_mesh
+from ..core.raster import look_at, render_mesh
 from .ego_outputs import BACKGROUND_RGB, CAMERA_RGB, SIDE_RGB
 
 _TEXT_RGB = (230, 230, 230)

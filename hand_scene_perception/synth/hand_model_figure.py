@@ -14,7 +14,7 @@ from ..core.hand_model.joint_order import mediapipe_to_model
 from ..core.hand_model.open_model import local_joint_axes
 from ..core.hand_model.poses import named_pose
 from ..core.hand_model.wrist_frame import wrist_frame_from_joints
-from .raster import look_at, render_mesh
+from ..core.raster import look_at, render_mesh
 
 SKIN_RGB = (0.87, 0.68, 0.56)
 BACKGROUND_RGB = (242, 242, 238)

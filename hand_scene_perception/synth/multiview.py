@@ -32,8 +32,8 @@ from scipy.spatial.transform import Rotation
 from ..core.camera import PinholeCamera
 from ..core.hand_model.open_model import OpenHandModel
 from ..core.hand_model.side import HandSide
+from ..core.raster import look_at
 from ..core.transforms import inverse_matrices
-from .raster import look_at
 from .sequence import HandStage, HandTruth, SensorNoise, project_joints
 
 MIN_VIEWS, MAX_VIEWS = 2, 8

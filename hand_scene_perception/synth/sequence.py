@@ -29,8 +29,8 @@ from ..core.camera import PinholeCamera
 from ..core.hand_model.open_model import OpenHandModel
 from ..core.hand_model.poses import named_local_angles
 from ..core.hand_model.side import HandSide
+from ..core.raster import look_at, rasterize, vertex_normals
 from ..core.transforms import inverse_matrices
-from .raster import look_at, rasterize, vertex_normals
 from .scene import Scene, make_scene, render_scene
 
 SEGMENTATION_LABELS: dict[HandSide, int] = {HandSide.LEFT: 1, HandSide.RIGHT: 2}

@@ -12,7 +12,7 @@ from hand_scene_perception.core.multiview_geometry import (
     robust_rotation_mean,
     triangulate_points,
 )
-from hand_scene_perception.synth.raster import look_at
+from hand_scene_perception.core.raster import look_at
 
 
 def make_rig(rng: np.random.Generator, views: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from hand_scene_perception.core.placement import (
     place_hand,
     sample_depth,
 )
-from hand_scene_perception.synth.raster import render_mesh
+from hand_scene_perception.core.raster import render_mesh
 
 CAMERA = PinholeCamera.from_intrinsics(600.0, 610.0, 322.0, 238.0, 640, 480)
 ROTATION = Rotation.from_rotvec([0.3, -0.4, 0.2]).as_matrix()

@@ -18,13 +18,13 @@ from rclpy.exceptions import InvalidParameterValueException
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import PointCloud2
+from sensor_msgs.msg import Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hand_scene_msgs.msg import HandArray, HandMeshTopology
 from hand_scene_msgs.srv import GetHandTrajectory, Reset, SaveToPath
-from hand_scene_perception.ros.conversions import POINT_STEP, depth_msg, hand_state
+from hand_scene_perception.ros.conversions import POINT_STEP, depth_msg, hand_state, image_rgb, time_ns
 from hand_scene_perception.ros.ego.node import PARAMETERS, EgoReconstructionNode
 from hand_scene_perception.ros.node_base import LATCHED_QOS
 
@@ -102,6 +102,32 @@ def test_outputs_frames_tf_cloud_paths(harness, frames):
     harness.listen("hand_mesh_topology", HandMeshTopology, LATCHED_QOS)
     assert harness.wait_for(lambda: len(harness.messages("hand_mesh_topology")) == 1)
     assert harness.node.dropped_frames() == 0
+
+
+def test_overlay_published_only_while_subscribed(harness, frames, monkeypatch):
+    # Drawing the overlay costs ~10 ms a frame: the node must not build it for nobody.
+    built = []
+    processor = harness.node._processor
+    draw = processor.overlay_msg
+    monkeypatch.setattr(processor, "overlay_msg", lambda out: built.append(out.result.stamp_ns) or draw(out))
+    publisher_sees = harness.node._outputs["overlay"].get_subscription_count
+    _run(harness, frames, 2)
+    assert built == []
+    overlays = []
+    subscription = harness.source.create_subscription(Image, "overlay", overlays.append, 10)
+    assert harness.wait_for(lambda: publisher_sees() == 1)
+    _run(harness, frames[2:4])
+    assert harness.wait_for(lambda: len(overlays) == 2)
+    assert built == [frame_stamp(f) for f in frames[2:4]]
+    for msg, frame in zip(overlays, frames[2:4], strict=True):
+        assert (msg.header.frame_id, time_ns(msg.header.stamp)) == (CAMERA_FRAME, frame_stamp(frame))
+        assert (msg.width, msg.height, msg.encoding) == (frame.rgb.shape[1], frame.rgb.shape[0], "rgb8")
+        drawn = np.any(image_rgb(msg) != frame.rgb, axis=2)
+        assert 0.005 < drawn.mean() < 0.5  # the hand, drawn over the frame it was seen in
+    harness.source.destroy_subscription(subscription)
+    assert harness.wait_for(lambda: publisher_sees() == 0)
+    _run(harness, frames[4:5])
+    assert len(built) == 2
 
 
 def test_services_save_trajectory_reset(harness, frames, tmp_path):

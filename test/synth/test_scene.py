@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hand_scene_perception.core.camera import PinholeCamera
-from hand_scene_perception.synth.raster import look_at, render_mesh
+from hand_scene_perception.core.raster import look_at, render_mesh
 from hand_scene_perception.synth.scene import make_scene, render_scene
 
 CAM = PinholeCamera.from_intrinsics(fx=90.0, fy=90.0, cx=79.5, cy=59.5, width=160, height=120)

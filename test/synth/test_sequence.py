@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from hand_scene_perception.core.hand_model.base import HandSide
 from hand_scene_perception.core.hand_model.open_model import OpenHandModel
-from hand_scene_perception.synth.raster import rasterize
+from hand_scene_perception.core.raster import rasterize
 from hand_scene_perception.synth.sequence import (
     ARM_LABEL,
     SEGMENTATION_LABELS,

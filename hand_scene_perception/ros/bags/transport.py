@@ -159,6 +159,8 @@ class BagPlayer:
 
     /clock carries the bag's log time: once before each message whose time advanced, and at ``clock_hz``
     while waiting, so sim-time timers keep ticking during gaps. ``stop`` (a threading.Event) ends it early.
+    ``on_publish(topic, log_time_ns)`` runs right after each message went out (the demo times its images' way
+    through the node from there).
     """
 
     def __init__(
@@ -172,6 +174,7 @@ class BagPlayer:
         remaps: dict[str, str] | None = None,
         clock_hz: float = 100.0,
         stop: threading.Event | None = None,
+        on_publish: Callable[[str, int], None] | None = None,
     ) -> None:
         if not (rate > 0 and np.isfinite(rate)):
             raise ValueError(f"--rate must be a positive number, got {rate}")
@@ -179,6 +182,7 @@ class BagPlayer:
             raise ValueError(f"clock rate must be positive, got {clock_hz}")
         self.node, self.bag, self.rate, self.loop, self.clock_hz = node, Path(bag), rate, loop, clock_hz
         self.stop = stop or threading.Event()
+        self.on_publish = on_publish
         self.reader = open_bag(self.bag)
         self.connections = select_connections(self.reader, topics)
         if not any(c.msgcount for c in self.connections):
@@ -265,6 +269,8 @@ class BagPlayer:
                     last_clock = timestamp
                 name, publisher = self._publishers[connection.id]
                 publisher.publish(data)
+                if self.on_publish is not None:
+                    self.on_publish(name, timestamp)
                 self.stats.published[name] += 1
                 self.stats.bag_s = max(self.stats.bag_s, (timestamp - start_bag) / 1e9)
             if not self.loop:
@@ -330,6 +336,12 @@ class BagRecorder:
                 message_type, topic, self._writer_for(topic), profile, raw=True
             )
             self.node.get_logger().info(f"recording {topic} ({msgtype})")
+
+    def subscribed(self, topic: str) -> bool:
+        """Whether ``topic`` is recorded and its subscription matched a publisher: DDS matched the pair, so a publisher
+        that builds messages only for subscribers (the ego node's overlay) counts this one too."""
+        subscription = self._subscriptions.get(self.node.resolve_topic_name(topic))
+        return subscription is not None and subscription.get_publisher_count() > 0
 
     def _writer_for(self, topic: str) -> Callable[[bytes], None]:
         def write(data: bytes) -> None:

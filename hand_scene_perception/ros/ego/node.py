@@ -1,4 +1,5 @@
-"""The ``ego_reconstruction`` lifecycle node: camera topics in, hands, paths, scene map, odometry, contacts, TF out.
+"""The ``ego_reconstruction`` lifecycle node: camera topics in, hands, paths, scene map, odometry, contacts, TF out
+(and, while subscribed, ``overlay``: the input image with the hands drawn on).
 
 Thin by design: messages are converted in ros/conversions.py, the frame work happens in
 :class:`~hand_scene_perception.ros.ego.processor.EgoMessageProcessor` and the pipeline. What lives here is the
@@ -151,6 +152,7 @@ class EgoReconstructionNode(PipelineNode):
         self._outputs = {topic: self.create_lifecycle_publisher(kind, topic, 10)
                             for topic, kind in lifecycle.items()}  # fmt: skip
         self._outputs["scene_map"] = self.create_lifecycle_publisher(PointCloud2, "scene_map", 1)
+        self._outputs["overlay"] = self.create_lifecycle_publisher(Image, "overlay", 10)
         self._outputs["hand_mesh_topology"] = self.create_lifecycle_publisher(HandMeshTopology,
                                                                                  "hand_mesh_topology", LATCHED_QOS)
         self._outputs["tf"] = self.create_publisher(TFMessage, "/tf", 100)
@@ -273,7 +275,20 @@ class EgoReconstructionNode(PipelineNode):
         self._processing_ms.append(1e3 * (time.perf_counter() - taken_at))
         for warning in out.warnings:
             self._report(WARN, warning)
+        self._maybe_publish_overlay(out)
         self._maybe_publish_map(out.result.stamp_ns)
+
+    def _maybe_publish_overlay(self, out: EgoMessages) -> None:
+        """overlay (the hands drawn over the input image) only while it has subscribers, checked per frame: drawing
+        it costs ~15 ms a frame; after the frame's hands are out (never delays them)."""
+        publisher = self._outputs["overlay"]
+        if publisher.get_subscription_count() == 0:
+            return
+        with self._lock:
+            if self._processor is None:
+                return
+            msg = self._processor.overlay_msg(out)
+        publisher.publish(msg)
 
     def _maybe_publish_map(self, stamp_ns: int) -> None:
         """scene_map at map_publish_rate_hz (node clock), after a frame's hands are out (never delays them)."""

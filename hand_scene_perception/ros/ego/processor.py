@@ -35,6 +35,7 @@ from ...core.hand_state import HandState
 from ...core.transform_buffer import TransformUnavailable
 from ...pipelines.ego import EgoConfig, EgoFrame, EgoHand, EgoPipeline, EgoResult
 from ...pipelines.ego_outputs import EgoRecorder
+from ...pipelines.overlay import draw_overlay
 from ..conversions import (
     NS_PER_S,
     InputError,
@@ -44,6 +45,7 @@ from ..conversions import (
     future_stamp_warning,
     hand_array_msg,
     hand_msg,
+    image_msg,
     image_rgb,
     mesh_topology_msg,
     odometry_msg,
@@ -70,7 +72,8 @@ class PoseInputError(InputError):
 
 @dataclass
 class EgoMessages:
-    """Everything one input frame produced, as messages ready to publish (all stamped with the image stamp)."""
+    """Everything one input frame produced, as messages ready to publish (all stamped with the image stamp), and
+    the decoded input with its camera frame (what :meth:`EgoMessageProcessor.overlay_msg` draws on)."""
 
     hands: HandArray
     markers: MarkerArray
@@ -80,6 +83,8 @@ class EgoMessages:
     transforms: list[TransformStamped]
     result: EgoResult
     warnings: list[str]
+    frame: EgoFrame
+    camera_frame: str
 
 
 def _without_mesh(hand: EgoHand) -> EgoHand:
@@ -180,7 +185,7 @@ class EgoMessageProcessor:
             result = self.pipeline.process(frame)
         except ValueError as error:
             raise InputError(str(error)) from None
-        return self._messages(result, camera_frame, warnings, markers)
+        return self._messages(result, frame, camera_frame, warnings, markers)
 
     def process_stream(
         self,
@@ -195,7 +200,7 @@ class EgoMessageProcessor:
         that cannot be used goes to ``on_error`` and the stream goes on; the stream ends (and the frame under
         way is completed) when ``inputs`` ends.
         """
-        pending: deque[tuple[str, list[str]]] = deque()
+        pending: deque[tuple[EgoFrame, str, list[str]]] = deque()
 
         def frames() -> Iterator[EgoFrame]:
             for image, info, depth, now_ns in inputs:
@@ -204,15 +209,15 @@ class EgoMessageProcessor:
                 except InputError as error:
                     on_error(error)
                     continue
-                pending.append((camera_frame, warnings))
+                pending.append((frame, camera_frame, warnings))
                 yield frame
 
         source = frames()
         while True:
             try:
                 for result in self.pipeline.process_stream(source):
-                    camera_frame, warnings = pending.popleft()
-                    yield self._messages(result, camera_frame, warnings, markers())
+                    frame, camera_frame, warnings = pending.popleft()
+                    yield self._messages(result, frame, camera_frame, warnings, markers())
                 return
             except ValueError as error:  # the newest frame failed the pipeline's checks; the stream goes on
                 pending.pop()
@@ -228,7 +233,9 @@ class EgoMessageProcessor:
             warnings.append(future)
         return frame, camera_frame, warnings
 
-    def _messages(self, result: EgoResult, camera_frame: str, warnings: list[str], markers: bool) -> EgoMessages:
+    def _messages(
+        self, result: EgoResult, frame: EgoFrame, camera_frame: str, warnings: list[str], markers: bool
+    ) -> EgoMessages:
         """Every output message of one pipeline result (and the paths and history it extends)."""
         self.camera_frame = camera_frame
         stamp = result.stamp_ns
@@ -266,7 +273,16 @@ class EgoMessageProcessor:
             transforms=transforms,
             result=result,
             warnings=warnings,
+            frame=frame,
+            camera_frame=camera_frame,
         )
+
+    def overlay_msg(self, out: EgoMessages) -> Image:
+        """The frame's input image with its hands' meshes and skeletons drawn on (pipelines/overlay.py), in the
+        image's own frame and stamp; built on request, since it costs ~15 ms per frame (640x480, two hands)."""
+        rgb = draw_overlay(out.frame.image_rgb, out.frame.camera, [hand.camera for hand in out.result.hands],
+                           self.faces)  # fmt: skip
+        return image_msg(rgb, out.camera_frame, out.result.stamp_ns)
 
     @staticmethod
     def _best_per_side(hands: list[EgoHand]) -> dict[HandSide, EgoHand]:

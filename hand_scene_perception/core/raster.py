@@ -1,4 +1,5 @@
-"""A small vectorised numpy rasteriser for synthetic ground truth (hands, forearms, scene meshes).
+"""A small vectorised numpy rasteriser: synthetic ground truth (hands, forearms, scene meshes), figures and the
+hands drawn over camera images (pipelines/overlay.py).
 
 Pinhole camera in the optical frame (ARCHITECTURE.md, Conventions): +z forward, +x right, +y down; pixel
 (u, v) = (fx·x/z + cx, fy·y/z + cy) with pixel centres at integer coordinates. Triangles are scan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hand_scene_perception.core.camera import PinholeCamera
-from hand_scene_perception.synth.raster import look_at, rasterize, render_mesh
+from hand_scene_perception.core.raster import look_at, rasterize, render_mesh
 
 CAM = PinholeCamera(fx=100.0, fy=120.0, cx=32.0, cy=24.0, width=64, height=48)
 
