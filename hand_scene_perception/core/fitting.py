@@ -701,13 +701,16 @@ def retarget_bone_lengths(joints: np.ndarray, reference: np.ndarray) -> np.ndarr
     lengths are not (module notes of pipelines/hand_estimate.py)."""
     joints = np.asarray(joints, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
-    out = joints.copy()
-    for child, parent in enumerate(MEDIAPIPE_PARENTS):
-        if parent < 0:
-            continue
-        bone = joints[child] - joints[parent]
-        length = float(np.linalg.norm(reference[child] - reference[parent]))
-        out[child] = out[parent] + bone * (length / max(float(np.linalg.norm(bone)), _EPS))
+    # Each digit is a chain wrist -> 4 joints: its bones, rescaled, summed from the wrist down (the same walk as
+    # one bone at a time, in a few whole-array operations).
+    chains = np.concatenate([np.zeros((5, 1), np.int64), _CHAINS], axis=1)
+    bones = joints[chains[:, 1:]] - joints[chains[:, :-1]]
+    wanted = reference[chains[:, 1:]] - reference[chains[:, :-1]]
+    lengths = np.sqrt(np.sum(bones * bones, axis=2, keepdims=True))
+    scaled = bones * (np.sqrt(np.sum(wanted * wanted, axis=2, keepdims=True)) / np.maximum(lengths, _EPS))
+    out = np.empty_like(joints)
+    out[0] = joints[0]
+    out[_CHAINS] = joints[0] + np.cumsum(scaled, axis=1)
     return out
 
 

@@ -62,7 +62,9 @@ hide behind its own proximal phalanx, so the skin at their landmarks is a few ce
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -132,9 +134,9 @@ WRIST_REACH_M = 0.12
 class HandPlacement:
     """A hand placed in the camera's optical frame.
 
-    joints_cam_m: (21, 3) metres, product joint order. wrist_pose: (4, 4) T_camera_wrist (ARCHITECTURE.md, Conventions
-    wrist
-    frame). rotation, translation: the rigid map from the input local joints (before ``scale``) to the camera.
+    joints_cam_m: (21, 3) metres, product joint order. side: which hand. wrist_pose: (4, 4) T_camera_wrist
+    (ARCHITECTURE.md, Conventions: wrist frame), computed on first use (the fit that follows does not need it).
+    rotation, translation: the rigid map from the input local joints (before ``scale``) to the camera.
     scale: 1 without depth; with depth, how much larger the hand is than the (size-fused) local joints said.
     size_scale: the size fusion's factor on the input local joints (1 with ``size_sigma=0``); rotation and
     translation map the input local joints times size_scale.
@@ -143,13 +145,17 @@ class HandPlacement:
     """
 
     joints_cam_m: np.ndarray
-    wrist_pose: np.ndarray
+    side: HandSide
     rotation: np.ndarray
     translation: np.ndarray
     scale: float
     reprojection_error_px: float
     depth_inliers: int
     size_scale: float = 1.0
+
+    @cached_property
+    def wrist_pose(self) -> np.ndarray:
+        return wrist_frame_from_joints(self.joints_cam_m, self.side)
 
 
 def place_hand(
@@ -210,7 +216,7 @@ def place_hand(
     error = np.linalg.norm(camera.project(joints[valid]) - pixels[valid], axis=1).mean()
     return HandPlacement(
         joints_cam_m=joints,
-        wrist_pose=wrist_frame_from_joints(joints, side),
+        side=HandSide.parse(side),
         rotation=rotation,
         translation=translation,
         scale=float(scale),
@@ -249,19 +255,20 @@ def solve_translation(normalised_xy: np.ndarray, points: np.ndarray) -> np.ndarr
 
 def _rodrigues(omega: np.ndarray) -> np.ndarray:
     """Rotation matrix of an axis-angle vector."""
-    angle = np.linalg.norm(omega)
+    angle = math.sqrt(omega[0] * omega[0] + omega[1] * omega[1] + omega[2] * omega[2])
     if angle < 1e-12:
         return np.eye(3)
     k = omega / angle
     cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
+    return np.eye(3) + math.sin(angle) * cross + (1.0 - math.cos(angle)) * (cross @ cross)
 
 
 def _residuals(xy, points, rotation, translation, focal):
-    """Pixel-scaled reprojection residuals (N, 2) and the rotated points (N, 3)."""
+    """Pixel-scaled reprojection residuals (N, 2), their norms (N,), the rotated points and the camera points."""
     rotated = points @ rotation.T
     cam = rotated + translation
-    return (cam[:, :2] / cam[:, 2:3] - xy) * focal, rotated, cam
+    residual = (cam[:, :2] / cam[:, 2:3] - xy) * focal
+    return residual, np.sqrt(np.einsum("ij,ij->i", residual, residual)), rotated, cam
 
 
 def _huber_cost(norms: np.ndarray, delta: float) -> float:
@@ -270,43 +277,55 @@ def _huber_cost(norms: np.ndarray, delta: float) -> float:
 
 
 def _refine_pose(xy, points, rotation, translation, focal, huber_px, iterations=_MAX_LM_ITERATIONS):
-    """Levenberg-Marquardt with Huber IRLS weights on (left-multiplied rotation increment, translation)."""
-    residual, rotated, cam = _residuals(xy, points, rotation, translation, focal)
+    """Levenberg-Marquardt with Huber IRLS weights on (left-multiplied rotation increment, translation).
+
+    Per point, the rows of the Jacobian are d(pixel)/d(ω, t) = D [-[Rp]×, I] with D = d(x/z, y/z)/d(cam) scaled by
+    the focal lengths; written out column by column (a dozen whole-array operations per step, not batched 2x3 and
+    3x3 products)."""
+    residual, norms, rotated, cam = _residuals(xy, points, rotation, translation, focal)
+    cost = _huber_cost(norms, huber_px)
     damping = 1e-3
+    jac = np.empty((2, len(cam), 6))
     for _ in range(iterations):
-        norms = np.linalg.norm(residual, axis=1)
         weights = np.where(norms <= huber_px, 1.0, huber_px / np.maximum(norms, 1e-12))
         inv_z = 1.0 / cam[:, 2]
-        # d(x/z, y/z)/d cam, scaled to pixels: (N, 2, 3)
-        d_proj = np.zeros((len(cam), 2, 3))
-        d_proj[:, 0, 0] = focal[0] * inv_z
-        d_proj[:, 1, 1] = focal[1] * inv_z
-        d_proj[:, :, 2] = -cam[:, :2] * inv_z[:, None] ** 2 * focal
-        # d cam / d omega = -[R p]_x ; d cam / d t = I
-        skew = np.zeros((len(cam), 3, 3))
-        skew[:, 0, 1], skew[:, 0, 2] = rotated[:, 2], -rotated[:, 1]
-        skew[:, 1, 0], skew[:, 1, 2] = -rotated[:, 2], rotated[:, 0]
-        skew[:, 2, 0], skew[:, 2, 1] = rotated[:, 1], -rotated[:, 0]
-        jac = np.concatenate([d_proj @ skew, d_proj], axis=2).reshape(-1, 6)
-        w = np.repeat(weights, 2)
-        hessian = jac.T @ (jac * w[:, None])
-        gradient = jac.T @ (w * residual.reshape(-1))
-        cost = _huber_cost(norms, huber_px)
+        x_z, y_z = cam[:, 0] * inv_z, cam[:, 1] * inv_z
+        # u = fx x/z: du/dcam = fx/z (1, 0, -x/z); v likewise with (0, 1, -y/z); dcam/dω = -[r]× (r = R p)
+        r0, r1, r2 = rotated[:, 0], rotated[:, 1], rotated[:, 2]
+        for row, (f, ratio, along) in enumerate(((focal[0], x_z, 0), (focal[1], y_z, 1))):
+            scale = f * inv_z
+            jac[row, :, 3 + along] = scale
+            jac[row, :, 4 - along] = 0.0
+            jac[row, :, 5] = -scale * ratio
+            # d(cam)/dω columns: ω_x → (0, -r2, r1), ω_y → (r2, 0, -r0), ω_z → (-r1, r0, 0)
+            if along == 0:
+                jac[row, :, 0] = scale * (-ratio * r1)
+                jac[row, :, 1] = scale * (r2 + ratio * r0)
+                jac[row, :, 2] = scale * (-r1)
+            else:
+                jac[row, :, 0] = scale * (-r2 - ratio * r1)
+                jac[row, :, 1] = scale * (ratio * r0)
+                jac[row, :, 2] = scale * r0
+        weighted = jac * weights[:, None]
+        hessian = np.einsum("kni,knj->ij", weighted, jac)
+        gradient = np.einsum("kni,nk->i", weighted, residual)
+        diagonal = np.diag(hessian) + 1e-12
         while True:
-            step = -np.linalg.solve(hessian + damping * np.diag(np.diag(hessian) + 1e-12), gradient)
+            step = -np.linalg.solve(hessian + damping * np.diag(diagonal), gradient)
             new_rotation = _rodrigues(step[:3]) @ rotation
             new_translation = translation + step[3:]
-            new_residual, new_rotated, new_cam = _residuals(xy, points, new_rotation, new_translation, focal)
-            new_cost = _huber_cost(np.linalg.norm(new_residual, axis=1), huber_px)
-            if np.all(new_cam[:, 2] > 0) and new_cost <= cost:
+            new_residual, new_norms, new_rotated, new_cam = _residuals(xy, points, new_rotation, new_translation, focal)
+            new_cost = _huber_cost(new_norms, huber_px)
+            if new_cam[:, 2].min() > 0 and new_cost <= cost:
                 break
             damping *= 10.0
             if damping > 1e8:
                 return rotation, translation
+        converged = float(step @ step) < _STEP_TOL**2 or cost - new_cost <= _COST_RTOL * cost
         rotation, translation = new_rotation, new_translation
-        residual, rotated, cam = new_residual, new_rotated, new_cam
+        residual, norms, rotated, cam, cost = new_residual, new_norms, new_rotated, new_cam, new_cost
         damping = max(damping / 10.0, 1e-7)
-        if np.linalg.norm(step) < _STEP_TOL or cost - new_cost <= _COST_RTOL * cost:
+        if converged:
             break
     return rotation, translation
 
