@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .common import (
     print_report,
@@ -15,10 +16,16 @@ def run_bench(args: argparse.Namespace) -> int:
         from ..eval.synth import benchmark_synth
 
         return print_report(benchmark_synth(num_frames=args.frames, seed=args.seed), args.json)
+    if args.system == "ros-ego" and args.video is not None:
+        from ..eval.ros_ego import benchmark_ros_ego_video
+
+        report = benchmark_ros_ego_video(args.video, args.depth_dir, duration_s=args.duration, rate_hz=args.rate,
+                                         max_hands=args.max_hands, subscribe_all=not args.hands_only)  # fmt: skip
+        return print_report(report, args.json)
     if args.system == "ros-ego":
         from ..eval.ros_ego import benchmark_ros_ego
 
-        return print_report(benchmark_ros_ego(duration_s=args.duration), args.json)
+        return print_report(benchmark_ros_ego(duration_s=args.duration, rate_hz=args.rate), args.json)
     if args.system == "ros-soak":
         from ..eval.ros_ego import benchmark_ros_soak
 
@@ -42,6 +49,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="ros-ego: seconds timed per phase; ros-soak: seconds of the run (default 10)")
     bench.add_argument("--frames", type=int, default=90, help="frames to time (default 90)")
     bench.add_argument("--seed", type=int, default=0, help="synthetic sequence seed (default 0)")
+    bench.add_argument("--rate", type=float, default=30.0, help="ros-ego: camera frames per second (default 30)")
+    bench.add_argument("--video", type=Path, default=None,
+                       help="ros-ego: publish this real video's frames (node in its own process, every output "
+                            "subscribed, against the hand expert alone on the same frames)")
+    bench.add_argument("--depth-dir", type=Path, default=None,
+                       help="ros-ego --video: aligned depth per frame (16-bit PNG mm or .npy m): RGB-D with mapping")
+    bench.add_argument("--max-hands", type=int, default=1, help="ros-ego --video: hands the node tracks (default 1)")
+    bench.add_argument("--hands-only", action="store_true",
+                       help="ros-ego --video: subscribe to hands only (default: every output, as RViz and a recorder)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=run_bench)
 

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from ..ros.launch.runner import ensure_local_discovery, use_shipped_dds_profile
 WARMUP_S = 1.5
 # Distinct frames rendered and played back and forth (the hand moves smoothly; stamps keep increasing).
 RENDERED_FRAMES = 45
+# Real video frames decoded up front and played back and forth (decoding while publishing would slow the camera).
+VIDEO_FRAMES = 150
+CAMERA_STREAMS = ("image", "camera_info", "depth")
 _PUBLISHER_START_TIMEOUT_S = 60.0
 
 
@@ -52,6 +56,10 @@ def publish_camera(argv: Sequence[str] | None = None) -> int:
                         help="stamp = offset + the generator's frame time (default: the wall clock)")
     parser.add_argument("--frame-id", default="camera_color_optical_frame")
     parser.add_argument("--image", default=None, help="publish this real image (RGB only) instead of synthetic frames")
+    parser.add_argument("--video", default=None, help="publish this video's frames (decoded first) instead")
+    parser.add_argument("--depth-dir", default=None, help="with --video: aligned depth per frame (as `hand-scene run`)")
+    parser.add_argument("--max-frames", type=int, default=VIDEO_FRAMES, help="with --video: frames decoded")
+    parser.add_argument("--namespace", default="", help="camera topics under this namespace (image_raw, ...)")
     args = parser.parse_args(argv)
     ensure_local_discovery(os.environ)
     use_shipped_dds_profile(os.environ)
@@ -60,6 +68,7 @@ def publish_camera(argv: Sequence[str] | None = None) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
 
+    from ..ros.bags.transport import camera_topics
     from ..ros.conversions import camera_info_msg, depth_msg, image_msg
     from ..synth.sequence import default_camera, generate_sequence
 
@@ -69,6 +78,10 @@ def publish_camera(argv: Sequence[str] | None = None) -> int:
         rgbs = [np.asarray(PILImage.open(args.image).convert("RGB"))]
         camera = default_camera(rgbs[0].shape[1], rgbs[0].shape[0])
         depths, times = [], [0.0]
+    elif args.video is not None:
+        rgbs, depths = load_video_frames(Path(args.video), args.depth_dir and Path(args.depth_dir), args.max_frames)
+        camera = default_camera(rgbs[0].shape[1], rgbs[0].shape[0])
+        times = [index / args.rate for index in range(len(rgbs))]
     else:
         camera = default_camera(args.width, args.height)
         frames = list(generate_sequence(args.seed, args.frames, num_hands=args.hands, camera=camera))
@@ -82,7 +95,8 @@ def publish_camera(argv: Sequence[str] | None = None) -> int:
 
     rclpy.init()
     node = rclpy.create_node("ego_bench_camera")
-    publishers = {name: node.create_publisher(kind, name, qos)
+    topics = camera_topics(args.namespace) if args.namespace else {name: name for name in CAMERA_STREAMS}
+    publishers = {name: node.create_publisher(kind, topics[name], qos)
                   for name, kind in (("image", Image), ("camera_info", CameraInfo), ("depth", Image))}  # fmt: skip
     try:
         deadline = time.monotonic() + _PUBLISHER_START_TIMEOUT_S
@@ -116,6 +130,26 @@ def publish_camera(argv: Sequence[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def load_video_frames(video: Path, depth_dir: Path | None, max_frames: int) -> tuple[list, list]:
+    """The first ``max_frames`` RGB frames of ``video`` and, with ``depth_dir``, their depth in metres (float32)."""
+    from ..io.frames import load_depth_m, matched_depth_files, open_frames
+
+    source = open_frames(video, None, max_frames)
+    try:
+        depth_files = matched_depth_files(depth_dir, source) if depth_dir is not None else None
+        rgbs = [image for _, _, image in source.frames]
+    finally:
+        source.close()
+    if not rgbs:
+        raise ValueError(f"no frames in {video}")
+    depths = []
+    if depth_files is not None:
+        if len(depth_files) < len(rgbs):
+            raise ValueError(f"{len(depth_files)} depth files in {depth_dir} for {len(rgbs)} frames")
+        depths = [load_depth_m(path, source.height, source.width).astype(np.float32) for path in depth_files]
+    return rgbs, depths[: len(rgbs)]
 
 
 def _publisher_command(extra: Sequence[str]) -> list[str]:
@@ -153,7 +187,7 @@ def _phase(
             arrivals[time_ns(msg.header.stamp)] = (now, len(msg.hands))
 
     executor = SingleThreadedExecutor(context=context)
-    node = listener = None
+    node = listener = spinner = None
     try:
         overrides = [Parameter("use_depth", value=use_depth), Parameter("max_hands", value=2),
                      Parameter("map_publish_rate_hz", value=1.0 if use_depth else 0.0)]  # fmt: skip
@@ -177,14 +211,28 @@ def _phase(
         inspected = inspect(node) if inspect is not None else {}
     finally:
         executor.shutdown(timeout_sec=2.0)
+        if spinner is not None:
+            spinner.join(timeout=2.0)
         for each in (node, listener):
             if each is not None:
                 each.destroy_node()
         rclpy.try_shutdown(context=context)
-    stamps = report["stamps"]
-    counted = [s for s in stamps if s >= stamps[0] + WARMUP_S * 1e9]
     with lock:
-        got = {s: arrivals[s] for s in counted if s in arrivals}
+        delivery = _delivery(report["stamps"], arrivals)
+    return {
+        **delivery,
+        "dropped_frames_node": dropped,
+        "received": received,
+        "node_processing_ms_p50": float(np.median(processing_ms)) if processing_ms else float("nan"),
+        **inspected,
+    }
+
+
+def _delivery(stamps: Sequence[int], arrivals: dict[int, tuple[int, int]]) -> dict:
+    """Delivery and latency of the published ``stamps`` (after the warm-up) from the HandArrays' ``arrivals``
+    (stamp -> (arrival ns, hands)); latency = arrival - image stamp, both on this machine's clock."""
+    counted = [s for s in stamps if s >= stamps[0] + WARMUP_S * 1e9]
+    got = {s: arrivals[s] for s in counted if s in arrivals}
     latencies = np.array([(arrival - stamp) / 1e6 for stamp, (arrival, _) in got.items()])
     with_hands = sum(1 for _, hands in got.values() if hands > 0)
     span_s = (counted[-1] - counted[0]) / 1e9 if len(counted) > 1 else 0.0
@@ -197,10 +245,157 @@ def _phase(
         "latency_p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
         "rate_hz": len(got) / span_s if span_s > 0 else 0.0,
         "input_rate_hz": (len(counted) - 1) / span_s if span_s > 0 else 0.0,
-        "dropped_frames_node": dropped,
-        "received": received,
-        "node_processing_ms_p50": float(np.median(processing_ms)) if processing_ms else float("nan"),
-        **inspected,
+    }
+
+
+def _viewer_topics() -> dict[str, type]:
+    """Every output a robot's RViz and recorder subscribe to, with its type (hands first: latency is taken there)."""
+    from nav_msgs.msg import Odometry
+    from nav_msgs.msg import Path as PathMsg
+    from sensor_msgs.msg import PointCloud2
+    from tf2_msgs.msg import TFMessage
+    from visualization_msgs.msg import MarkerArray
+
+    from hand_scene_msgs.msg import ContactArray, HandArray
+
+    return {"hands": HandArray, "hand_markers": MarkerArray, "hand_paths/left": PathMsg, "hand_paths/right": PathMsg,
+            "scene_map": PointCloud2, "camera_odometry": Odometry, "contacts": ContactArray, "/tf": TFMessage}
+
+
+def _detector_alone(rgbs: Sequence[np.ndarray], max_hands: int, rate_hz: float) -> dict:
+    """The node's own hand expert (embedded, video mode) on the same frames in this process: per-frame ms."""
+    from ..backends.registry import create_hand_expert
+
+    detector = create_hand_expert("embedded", max_hands=max_hands)
+    times = []
+    try:
+        for index, rgb in enumerate(rgbs):
+            start = time.perf_counter()
+            detector.detect(rgb, round(index * 1e9 / rate_hz))
+            times.append(1e3 * (time.perf_counter() - start))
+    finally:
+        close = getattr(detector, "close", None)
+        if close is not None:
+            close()
+    steady = times[len(times) // 10:]  # (the first calls build the graph)
+    return {"detector_ms_mean": float(np.mean(steady)), "detector_ms_p50": float(np.median(steady))}
+
+
+def _video_phase(video: Path, depth_dir: Path | None, duration_s: float, rate_hz: float, max_hands: int,
+                 subscribe_all: bool, log_path: Path) -> dict:  # fmt: skip
+    """The node in its own process (``hand-scene launch ego``), the camera publisher in another, and here a viewer
+    that subscribes to the hands (latency) and, with ``subscribe_all``, to every other output as RViz and a
+    recorder would; the node's own numbers (rates, per-stage times) from its last /diagnostics."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    from ..ros.conversions import time_ns
+    from ..ros.node_process import NodeProcess
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    arrivals: dict[int, tuple[int, int]] = {}
+    counts: dict[str, int] = {}
+    node_values: dict[str, str] = {}
+    status: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def on_message(topic: str, msg: object) -> None:
+        now = time.time_ns()
+        with lock:
+            counts[topic] = counts.get(topic, 0) + 1
+            if topic == "hands":
+                arrivals[time_ns(msg.header.stamp)] = (now, len(msg.hands))
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for each in msg.status:
+            if "ego reconstruction" in each.name:
+                with lock:
+                    node_values.update({value.key: value.value for value in each.values})
+                    status.update(level=int.from_bytes(each.level, "little") if isinstance(each.level, bytes)
+                                  else int(each.level), message=each.message)  # fmt: skip
+
+    topics = _viewer_topics()
+    if not subscribe_all:
+        topics = {"hands": topics["hands"]}
+    arguments = {"camera_namespace": "/bench", "use_depth": "true" if depth_dir else "false"}
+    ros_arguments = ["-p", f"max_hands:={max_hands}", "-p", "diagnostics_period_s:=0.5"]
+    executor = SingleThreadedExecutor(context=context)
+    viewer = spinner = None
+    try:
+        viewer = rclpy.create_node("ego_bench_viewer", context=context)
+        for topic, kind in topics.items():
+            viewer.create_subscription(kind, topic, lambda msg, topic=topic: on_message(topic, msg), 10)
+        viewer.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+        executor.add_node(viewer)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        publisher_args = ["--video", str(video), "--namespace", "/bench", "--duration", str(duration_s + WARMUP_S),
+                          "--rate", str(rate_hz)]  # fmt: skip
+        if depth_dir is not None:
+            publisher_args += ["--depth", "--depth-dir", str(depth_dir)]
+        with NodeProcess("ego", arguments, ros_arguments, log_path=log_path):
+            child = subprocess.run(_publisher_command(publisher_args), capture_output=True, text=True,
+                                   timeout=duration_s + 180, env={**os.environ})  # fmt: skip
+            time.sleep(1.0)  # the last results and a diagnostics report after the last frame
+        if child.returncode != 0:
+            raise RuntimeError(f"camera publisher failed: {child.stdout[-2000:]} {child.stderr[-2000:]}")
+        report = json.loads(child.stdout.strip().splitlines()[-1])
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        if spinner is not None:
+            spinner.join(timeout=2.0)  # (a spin still inside rcl when the context goes aborts the process)
+        if viewer is not None:
+            viewer.destroy_node()
+        rclpy.try_shutdown(context=context)
+    with lock:
+        delivery = _delivery(report["stamps"], arrivals)
+        values = dict(node_values)
+        received = dict(counts)
+    stages = {key[len("stage_"):-len("_ms")]: float(value) for key, value in values.items()
+              if key.startswith("stage_") and key.endswith("_ms")}  # fmt: skip
+    return {
+        **delivery,
+        "node": {key: values.get(key) for key in ("input_rate_hz", "processed_rate_hz", "processing_ms",
+                                                   "frames_received", "frames_processed", "dropped_frames")},
+        "node_status": dict(status),
+        "stages_ms": stages,
+        "received_per_topic": received,
+    }  # fmt: skip
+
+
+def benchmark_ros_ego_video(video: Path, depth_dir: Path | None = None, duration_s: float = 10.0,
+                            rate_hz: float = 30.0, max_hands: int = 1, subscribe_all: bool = True,
+                            log_path: Path | None = None) -> dict:  # fmt: skip
+    """The ego node on a real video at camera rate, every output subscribed (see :func:`_video_phase`), against
+    the node's hand expert alone on the same frames in the same run."""
+    ensure_local_discovery(os.environ)
+    use_shipped_dds_profile(os.environ)
+    rgbs, _ = load_video_frames(Path(video), None, VIDEO_FRAMES)
+    detector = _detector_alone(rgbs, max_hands, rate_hz)
+    height, width = rgbs[0].shape[:2]
+    del rgbs
+    log = Path(log_path) if log_path is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "bench_ros_ego_node.log"
+    phase = _video_phase(Path(video), depth_dir, duration_s, rate_hz, max_hands, subscribe_all, log)
+    processing = phase["node"]["processing_ms"]
+    ratio = None if processing is None else float(processing) / detector["detector_ms_mean"]
+    return {
+        "video": str(video),
+        "depth_dir": None if depth_dir is None else str(depth_dir),
+        "resolution": [width, height],
+        "input_rate_hz": rate_hz,
+        "duration_s": duration_s,
+        "max_hands": max_hands,
+        "subscribed": "all outputs" if subscribe_all else "hands",
+        "delivered_fraction": phase["delivered_fraction"],
+        "latency_p50_ms": phase["latency_p50_ms"],
+        "latency_p99_ms": phase["latency_p99_ms"],
+        "rate_hz": phase["rate_hz"],
+        **detector,
+        "ratio_processing_to_detector": ratio,
+        "node_log": str(log),
+        "phase": phase,
     }
 
 

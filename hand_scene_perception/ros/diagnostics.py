@@ -16,6 +16,19 @@ OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticS
 _LEVELS = (OK, WARN, ERROR, STALE)
 
 
+# Processing fewer than this share of the arriving frames (both rates measured) is reported as overload.
+OVERLOAD_SHARE = 0.9
+
+
+def overload_condition(input_hz: float, processed_hz: float) -> str | None:
+    """The WARN text when a node processes clearly fewer frames than arrive, else None. The nodes keep the newest
+    frame and drop the older ones, so latency stays bounded; the status says the rate is the cost."""
+    if not input_hz > 0 or processed_hz >= OVERLOAD_SHARE * input_hz:
+        return None
+    return (f"overloaded: processing {processed_hz:.1f} Hz of {input_hz:.1f} Hz input "
+            f"(the newest frame is kept, older ones are dropped)")
+
+
 class RateMeter:
     """Events per second over the last ``window_s`` seconds of a caller-given clock (node or sim time)."""
 

@@ -285,13 +285,13 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
             return self._problem[0], self._problem[1]
         return None
 
-    def _overall_status(self, waiting: str | None) -> tuple[int | bytes, str]:
-        """The node's diagnostics level and message: a recent problem first, else WARN ``waiting`` (nothing has
-        arrived or been produced yet; None when something has), else OK."""
+    def _overall_status(self, condition: str | None) -> tuple[int | bytes, str]:
+        """The node's diagnostics level and message: a recent problem first, else WARN ``condition`` (a state the
+        node is in now, such as nothing arrived yet or more input than it can process; None: none), else OK."""
         problem = self._held_problem()
         if problem is not None:
             return problem
-        return (WARN, waiting) if waiting is not None else (OK, "running")
+        return (WARN, condition) if condition is not None else (OK, "running")
 
     @abstractmethod
     def _publish_diagnostics(self) -> None:

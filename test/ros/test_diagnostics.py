@@ -8,7 +8,7 @@ from rclpy.serialization import serialize_message
 
 from hand_scene_perception.eval.ros_ego import benchmark_point_cloud
 from hand_scene_perception.ros.conversions import time_ns
-from hand_scene_perception.ros.diagnostics import RateMeter, diagnostic_array, diagnostic_status
+from hand_scene_perception.ros.diagnostics import RateMeter, diagnostic_array, diagnostic_status, overload_condition
 
 S = 1_000_000_000
 
@@ -55,3 +55,10 @@ def test_point_cloud_benchmark_reports_every_key():
     result = benchmark_point_cloud(num_points=1000, repeats=3)
     assert result["num_points"] == 1000 and result["serialized_bytes"] >= 16 * 1000
     assert result["map_publish_ms"] >= result["encode_ms"] > 0 and result["serialize_ms"] > 0
+
+
+def test_overload_is_reported_only_when_clearly_fewer_frames_are_processed_than_arrive():
+    assert overload_condition(30.0, 29.0) is None  # keeping up (within 10 %)
+    assert overload_condition(0.0, 0.0) is None  # nothing arriving is not overload
+    text = overload_condition(60.0, 14.5)
+    assert text is not None and "14.5 Hz of 60.0 Hz" in text and "newest" in text

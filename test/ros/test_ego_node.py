@@ -38,8 +38,9 @@ def frames():
 
 
 def _node(context, frames, **parameters) -> EgoReconstructionNode:
+    # Every frame updates markers and paths here (visualization_rate_hz 0), so counts per frame are exact.
     values = {"path_max_poses": PATH_CAP, "map_publish_rate_hz": 30.0, "world_frame": "map",
-              "diagnostics_period_s": 0.2, **parameters}  # fmt: skip
+              "diagnostics_period_s": 0.2, "visualization_rate_hz": 0.0, **parameters}  # fmt: skip
     return EgoReconstructionNode(context=context, detector=StampOracle(frames),
                                  parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])  # fmt: skip
 
@@ -102,6 +103,28 @@ def test_outputs_frames_tf_cloud_paths(harness, frames):
     harness.listen("hand_mesh_topology", HandMeshTopology, LATCHED_QOS)
     assert harness.wait_for(lambda: len(harness.messages("hand_mesh_topology")) == 1)
     assert harness.node.dropped_frames() == 0
+
+
+def test_markers_and_paths_follow_the_visualization_rate_while_hands_go_out_every_frame(context, frames):
+    listen = {"hands": (HandArray, 10), "hand_markers": (MarkerArray, 10), "/diagnostics": (DiagnosticArray, 50),
+              **{f"hand_paths/{side}": (PathMsg, 10) for side in ("left", "right")}}  # fmt: skip
+    # One visual update per 1000 s: only the first frame's.
+    rig = NodeHarness(context, _node(context, frames, visualization_rate_hz=0.001), listen=listen)
+    try:
+        rig.wait_connected()
+        for index, frame in enumerate(frames):
+            rig.publish(frame_messages(frame))
+            assert rig.wait_for(lambda index=index: len(rig.messages("hands")) > index), "hands missing"
+        assert rig.wait_for(lambda: len(rig.messages("hand_markers")) >= 1)
+        assert len(rig.messages("hands")) == NUM_FRAMES
+        assert len(rig.messages("hand_markers")) == 1 and len(rig.messages("hand_paths/left")) == 1
+        # The node's per-stage times and processed rate are in its diagnostics.
+        assert rig.wait_for(lambda: any(any(v.key == "stage_fit_ms" for v in status.values)
+                                        for status in _statuses(rig)))  # fmt: skip
+        keys = {value.key for value in _statuses(rig)[-1].values}
+        assert {"processed_rate_hz", "stage_detect_ms", "stage_messages_ms", "stage_publish_ms"} <= keys
+    finally:
+        rig.close()
 
 
 def test_overlay_published_only_while_subscribed(harness, frames, monkeypatch):

@@ -14,6 +14,7 @@ import time
 import pytest
 import rclpy
 from conftest import SHARED_DATA
+from diagnostic_msgs.msg import DiagnosticArray
 from ego_fixtures import STAMP_OFFSET_NS, StampOracle, frame_stamp, synthetic_frames
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -31,15 +32,19 @@ def _publisher(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _run_node(env: dict, publisher_args: list[str], detector, parameters: dict, until_s: float = 60.0):
-    """Node and listener here, publisher there; returns (HandArrays, /tf messages, publisher report)."""
+def _run_node(env: dict, publisher_args: list[str], detector, parameters: dict, until_s: float = 60.0,
+              diagnostics: list | None = None):  # fmt: skip
+    """Node and listener here, publisher there; returns (HandArrays, /tf messages, publisher report). HandArrays
+    are (wall-clock arrival ns, message); ``diagnostics`` collects the node's /diagnostics statuses."""
     context = rclpy.Context()
     rclpy.init(context=context)
     overrides = [Parameter(name, value=value) for name, value in parameters.items()]
     node = EgoReconstructionNode(context=context, detector=detector, parameter_overrides=overrides)
     listener = rclpy.create_node("ego_dds_listener", context=context)
     hands, tf = [], []
-    listener.create_subscription(HandArray, "hands", hands.append, 50)
+    listener.create_subscription(HandArray, "hands", lambda msg: hands.append((time.time_ns(), msg)), 50)
+    if diagnostics is not None:
+        listener.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: diagnostics.extend(msg.status), 50)
     listener.create_subscription(TFMessage, "/tf", tf.append, 100)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -78,7 +83,8 @@ def test_reliable_and_best_effort_cameras_connect(subprocess_env, reliability, d
     parameters = {"world_frame": "map", "use_depth": depth_qos is not None}
     if depth_qos:
         parameters["qos_depth"] = depth_qos
-    hands, tf, report = _run_node(subprocess_env, args, StampOracle(frames), parameters)
+    arrivals, tf, report = _run_node(subprocess_env, args, StampOracle(frames), parameters)
+    hands = [msg for _, msg in arrivals]
     assert report["stamps"] == [frame_stamp(frame) for frame in frames]
     stamps = [msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec for msg in hands]
     # Connected: most frames arrive (a frame that comes while the node is busy is replaced by design).
@@ -91,10 +97,36 @@ def test_reliable_and_best_effort_cameras_connect(subprocess_env, reliability, d
 
 def test_real_mediapipe_detector_on_a_photo(subprocess_env):
     args = ["--image", str(REAL_IMAGE), "--duration", "3", "--rate", "4"]
-    hands, _, report = _run_node(subprocess_env, args, None, {"use_depth": False, "max_hands": 1})
+    arrivals, _, report = _run_node(subprocess_env, args, None, {"use_depth": False, "max_hands": 1})
+    hands = [msg for _, msg in arrivals]
     # MediaPipe's first call builds its graph (a second or more on a busy 2-core machine): frames meanwhile drop.
     assert report["published"] == 12 and len(hands) >= 3
     found = [msg for msg in hands if msg.hands]
     assert len(found) >= len(hands) // 2, f"{len(found)} of {len(hands)} arrays had a hand"
     hand = found[-1].hands[0]
     assert hand.model_name and len(hand.landmarks_px) == 42 and len(hand.joints) == 21
+
+
+def test_a_camera_faster_than_the_node_drops_old_frames_says_so_and_latency_stays_bounded(subprocess_env):
+    # 60 Hz of a real photo with the real detector: more than this 2-core machine processes (~15-30 Hz). The node
+    # keeps the newest frame, so the latency of the last frames is no larger than of the first (no queue grows),
+    # and its diagnostics say it is overloaded with both rates.
+    args = ["--image", str(REAL_IMAGE), "--duration", "4", "--rate", "60"]
+    statuses: list = []
+    arrivals, _, report = _run_node(subprocess_env, args, None,
+                                    {"use_depth": False, "max_hands": 1, "diagnostics_period_s": 0.25},
+                                    diagnostics=statuses)  # fmt: skip
+    assert report["published"] == 240
+    published = set(report["stamps"])
+    latency_ms = [(arrival - stamp) / 1e6 for arrival, msg in arrivals
+                  if (stamp := msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec) in published]  # fmt: skip
+    assert 10 <= len(latency_ms) < 0.9 * 240, len(latency_ms)  # frames were dropped, results kept coming
+    third = len(latency_ms) // 3
+    early, late = sorted(latency_ms[:third])[third // 2], sorted(latency_ms[-third:])[third // 2]
+    assert late < early + 150.0 and max(latency_ms[third:]) < 1000.0, (early, late, max(latency_ms))
+    overloaded = [status for status in statuses if "overloaded" in status.message]
+    assert overloaded, [status.message for status in statuses]
+    values = {value.key: float(value.value) for value in overloaded[-1].values
+              if value.key.endswith("_hz") or value.key.endswith("_ms")}  # fmt: skip
+    assert values["processed_rate_hz"] < 0.9 * values["input_rate_hz"]
+    assert values["stage_detect_ms"] > 0 and values["stage_publish_ms"] > 0

@@ -46,13 +46,14 @@ from ...core.hand_model.side import HandSide
 from ...core.sync import StampPairer
 from ...pipelines.ego import EgoConfig
 from ..conversions import MSG_TO_SIDE, NS_PER_S, InputError, time_ns
-from ..diagnostics import ERROR, WARN, RateMeter, diagnostic_array, diagnostic_status
+from ..diagnostics import ERROR, WARN, RateMeter, diagnostic_array, diagnostic_status, overload_condition
 from ..launch.plan import EGO_NODE_NAME
 from ..node_base import (
     COMMON_CHOICES,
     COMMON_PARAMETERS,
     HAND_STAGE_PARAMETERS,
     LATCHED_QOS,
+    PROCESSING_WINDOW,
     QOS_CHOICES,
     PipelineNode,
     qos_profile,
@@ -63,6 +64,10 @@ from ..node_base import int_param as _int
 from ..node_base import text_param as _text
 from ..tf_lookup import DEFAULT_TF_TIMEOUT_S, TransformLookup, transform_lookup
 from .processor import DepthInputError, EgoMessageProcessor, EgoMessages, PoseInputError
+
+# Mesh markers are the costliest output (~40 ms of Python per hand and frame); 10 updates a second are smooth enough
+# to watch in RViz, while `hands` (what planners read) carries every frame.
+VISUALIZATION_RATE_HZ = 10.0
 
 # name: (default, descriptor). Pipeline settings (the EgoConfig names) take effect at the next configure.
 PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
@@ -85,6 +90,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                           "[configure]", 0.0, 0.5)),
     "qos_depth": ("SENSOR_DATA", _text("depth subscription QoS [configure]")),
     "map_publish_rate_hz": (1.0, _float("scene_map publish rate, Hz (0: never) [live]", 0.0, 30.0)),
+    "visualization_rate_hz": (VISUALIZATION_RATE_HZ, _float("most hand_markers and hand_paths updates per second "
+                                                            "(0: every frame) [live]", 0.0, 1000.0)),
     "path_max_poses": (1000, _int("poses kept per hand path and frames kept for trajectories [configure]", 1,
                                   100_000)),
     "save_directory": ("ego_outputs", _text("directory ~/save writes to when the request names none [live]")),
@@ -108,6 +115,8 @@ class EgoReconstructionNode(PipelineNode):
         self._pairer: StampPairer | None = None
         self._tf: TransformLookup | None = None
         self._last_map_ns = 0
+        self._last_shown_ns = -1
+        self._show_frame = True
         self._reset_stats()
 
     # ------------------------------------------------------------------ parameters
@@ -236,7 +245,20 @@ class EgoReconstructionNode(PipelineNode):
         if processor is None:
             return iter(())
         return processor.process_stream(self._inputs_while_busy(taken), on_error=self._on_input_error,
-                                        markers=lambda: self._outputs["hand_markers"].get_subscription_count() > 0)
+                                        markers=self._markers_for_this_frame)
+
+    def _markers_for_this_frame(self) -> bool:
+        """Whether this frame updates the visual outputs (hand_markers, hand_paths: at most visualization_rate_hz,
+        node clock) and builds mesh markers (only then, and only while hand_markers has subscribers). A hand mesh
+        as a TRIANGLE_LIST costs ~15 ms to build and ~23 ms to serialise per hand; hands, TF, odometry and
+        contacts go out every frame regardless."""
+        rate = self._param("visualization_rate_hz")
+        now_ns = self.get_clock().now().nanoseconds
+        since = now_ns - self._last_shown_ns
+        self._show_frame = self._last_shown_ns < 0 or rate <= 0 or not 0 <= since < NS_PER_S / rate
+        if self._show_frame:
+            self._last_shown_ns = now_ns
+        return self._show_frame and self._outputs["hand_markers"].get_subscription_count() > 0
 
     def _inputs_while_busy(self, taken: deque[float]):
         """(image, info, depth, now) of the frames already waiting in the mailbox, until there is none;
@@ -262,21 +284,29 @@ class EgoReconstructionNode(PipelineNode):
 
     def _publish(self, out: EgoMessages, taken_at: float) -> None:
         outputs = self._outputs
+        start = time.perf_counter()
         outputs["hands"].publish(out.hands)
         outputs["tf"].publish(TFMessage(transforms=out.transforms))
         if out.markers.markers:
             outputs["hand_markers"].publish(out.markers)
-        for side, path in out.paths.items():
-            outputs[f"hand_paths/{side}"].publish(path)
+        if self._show_frame:
+            for side, path in out.paths.items():
+                outputs[f"hand_paths/{side}"].publish(path)
         outputs["camera_odometry"].publish(out.odometry)
         outputs["contacts"].publish(out.contacts)
+        published = time.perf_counter()
         self._processed += 1
+        self._processed_rate.tick(self.get_clock().now().nanoseconds)
         self._hands_tracked = len(out.result.hands)
-        self._processing_ms.append(1e3 * (time.perf_counter() - taken_at))
+        self._processing_ms.append(1e3 * (published - taken_at))
         for warning in out.warnings:
             self._report(WARN, warning)
         self._maybe_publish_overlay(out)
+        overlaid = time.perf_counter()
         self._maybe_publish_map(out.result.stamp_ns)
+        out.timings_ms.update(publish=1e3 * (published - start), overlay=1e3 * (overlaid - published),
+                              map_publish=1e3 * (time.perf_counter() - overlaid))  # fmt: skip
+        self._stage_ms.append(out.timings_ms)
 
     def _maybe_publish_overlay(self, out: EgoMessages) -> None:
         """overlay (the hands drawn over the input image) only while it has subscribers, checked per frame: drawing
@@ -310,11 +340,20 @@ class EgoReconstructionNode(PipelineNode):
         super()._reset_stats()
         self._received = {"image": 0, "camera_info": 0, "depth": 0}
         self._input_rate = RateMeter(window_s=5.0)
+        self._processed_rate = RateMeter(window_s=5.0)
+        self._stage_ms: deque[dict[str, float]] = deque(maxlen=PROCESSING_WINDOW)
         self._processed = 0
         self._dropped_no_info = 0
         self._camera_info: CameraInfo | None = None
         self._without_pose = 0
         self._hands_tracked = 0
+
+    def stage_times_ms(self) -> dict[str, float]:
+        """Mean milliseconds per stage over the last PROCESSING_WINDOW frames (EgoMessages.timings_ms: the
+        pipeline's stages, decode, messages, publish, overlay, map publish)."""
+        frames = list(self._stage_ms)
+        names = dict.fromkeys(name for timings in frames for name in timings)
+        return {name: sum(t.get(name, 0.0) for t in frames) / len(frames) for name in names}
 
     def received_counts(self) -> dict[str, int]:
         """Messages taken per input since the node started (what DDS delivered to this node)."""
@@ -332,10 +371,13 @@ class EgoReconstructionNode(PipelineNode):
             return
         now_ns = self.get_clock().now().nanoseconds
         idle = self._inputs and self._received["image"] == 0
-        level, message = self._overall_status("no image received yet" if idle else None)
+        input_hz, processed_hz = self._input_rate.rate_hz(now_ns), self._processed_rate.rate_hz(now_ns)
+        condition = "no image received yet" if idle else overload_condition(input_hz, processed_hz)
+        level, message = self._overall_status(condition)
         timings = self.processing_times_ms()
         values = {
-            "input_rate_hz": self._input_rate.rate_hz(now_ns),
+            "input_rate_hz": input_hz,
+            "processed_rate_hz": processed_hz,
             "processing_ms": sum(timings) / len(timings) if timings else 0.0,
             "frames_received": self._received["image"],
             "frames_processed": self._processed,
@@ -345,6 +387,7 @@ class EgoReconstructionNode(PipelineNode):
             "frames_without_pose": self._without_pose,
             "hands_tracked": self._hands_tracked,
             "backend": self._param("backend"),
+            **{f"stage_{name}_ms": value for name, value in self.stage_times_ms().items()},
         }
         status = diagnostic_status(f"{self.get_name()}: ego reconstruction", self.get_fully_qualified_name(), level,
                                    message, values)  # fmt: skip

@@ -15,6 +15,7 @@ not published (the camera frame already has its parent in the tree).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -85,6 +86,9 @@ class EgoMessages:
     warnings: list[str]
     frame: EgoFrame
     camera_frame: str
+    # milliseconds per stage: the pipeline's (EgoResult.timings_ms), then "decode" (messages to arrays) and
+    # "messages" (results to messages, markers included); the node adds what publishing costs
+    timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _without_mesh(hand: EgoHand) -> EgoHand:
@@ -200,24 +204,28 @@ class EgoMessageProcessor:
         that cannot be used goes to ``on_error`` and the stream goes on; the stream ends (and the frame under
         way is completed) when ``inputs`` ends.
         """
-        pending: deque[tuple[EgoFrame, str, list[str]]] = deque()
+        pending: deque[tuple[EgoFrame, str, list[str], float]] = deque()
 
         def frames() -> Iterator[EgoFrame]:
             for image, info, depth, now_ns in inputs:
+                start = time.perf_counter()
                 try:
                     frame, camera_frame, warnings = self._checked(image, info, depth, now_ns)
                 except InputError as error:
                     on_error(error)
                     continue
-                pending.append((frame, camera_frame, warnings))
+                pending.append((frame, camera_frame, warnings, 1e3 * (time.perf_counter() - start)))
                 yield frame
 
         source = frames()
         while True:
             try:
                 for result in self.pipeline.process_stream(source):
-                    frame, camera_frame, warnings = pending.popleft()
-                    yield self._messages(result, frame, camera_frame, warnings, markers())
+                    frame, camera_frame, warnings, decode_ms = pending.popleft()
+                    start = time.perf_counter()
+                    out = self._messages(result, frame, camera_frame, warnings, markers())
+                    out.timings_ms.update(decode=decode_ms, messages=1e3 * (time.perf_counter() - start))
+                    yield out
                 return
             except ValueError as error:  # the newest frame failed the pipeline's checks; the stream goes on
                 pending.pop()
@@ -275,6 +283,7 @@ class EgoMessageProcessor:
             warnings=warnings,
             frame=frame,
             camera_frame=camera_frame,
+            timings_ms=dict(result.timings_ms),
         )
 
     def overlay_msg(self, out: EgoMessages) -> Image:
