@@ -20,7 +20,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from ..eval.ros_ego import benchmark_ros_ego_video
 
         report = benchmark_ros_ego_video(args.video, args.depth_dir, duration_s=args.duration, rate_hz=args.rate,
-                                         max_hands=args.max_hands, subscribe_all=not args.hands_only)  # fmt: skip
+                                         max_hands=args.max_hands, subscribe_all=not args.hands_only,
+                                         node_parameters=args.node_param)  # fmt: skip
         return print_report(report, args.json)
     if args.system == "ros-ego":
         from ..eval.ros_ego import benchmark_ros_ego
@@ -58,6 +59,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--max-hands", type=int, default=1, help="ros-ego --video: hands the node tracks (default 1)")
     bench.add_argument("--hands-only", action="store_true",
                        help="ros-ego --video: subscribe to hands only (default: every output, as RViz and a recorder)")
+    bench.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                       help="ros-ego --video: a node parameter (repeatable), e.g. visualization_rate_hz:=0")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=run_bench)
 

@@ -282,7 +282,7 @@ def _detector_alone(rgbs: Sequence[np.ndarray], max_hands: int, rate_hz: float) 
 
 
 def _video_phase(video: Path, depth_dir: Path | None, duration_s: float, rate_hz: float, max_hands: int,
-                 subscribe_all: bool, log_path: Path) -> dict:  # fmt: skip
+                 subscribe_all: bool, log_path: Path, node_parameters: Sequence[str] = ()) -> dict:  # fmt: skip
     """The node in its own process (``hand-scene launch ego``), the camera publisher in another, and here a viewer
     that subscribes to the hands (latency) and, with ``subscribe_all``, to every other output as RViz and a
     recorder would; the node's own numbers (rates, per-stage times) from its last /diagnostics."""
@@ -321,6 +321,8 @@ def _video_phase(video: Path, depth_dir: Path | None, duration_s: float, rate_hz
         topics = {"hands": topics["hands"]}
     arguments = {"camera_namespace": "/bench", "use_depth": "true" if depth_dir else "false"}
     ros_arguments = ["-p", f"max_hands:={max_hands}", "-p", "diagnostics_period_s:=0.5"]
+    for assignment in node_parameters:
+        ros_arguments += ["-p", assignment]
     executor = SingleThreadedExecutor(context=context)
     viewer = spinner = None
     try:
@@ -367,9 +369,10 @@ def _video_phase(video: Path, depth_dir: Path | None, duration_s: float, rate_hz
 
 def benchmark_ros_ego_video(video: Path, depth_dir: Path | None = None, duration_s: float = 10.0,
                             rate_hz: float = 30.0, max_hands: int = 1, subscribe_all: bool = True,
-                            log_path: Path | None = None) -> dict:  # fmt: skip
+                            log_path: Path | None = None, node_parameters: Sequence[str] = ()) -> dict:  # fmt: skip
     """The ego node on a real video at camera rate, every output subscribed (see :func:`_video_phase`), against
-    the node's hand expert alone on the same frames in the same run."""
+    the node's hand expert alone on the same frames in the same run; ``node_parameters`` ("name:=value") are
+    passed to the node (for comparisons of its settings)."""
     ensure_local_discovery(os.environ)
     use_shipped_dds_profile(os.environ)
     rgbs, _ = load_video_frames(Path(video), None, VIDEO_FRAMES)
@@ -377,7 +380,7 @@ def benchmark_ros_ego_video(video: Path, depth_dir: Path | None = None, duration
     height, width = rgbs[0].shape[:2]
     del rgbs
     log = Path(log_path) if log_path is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "bench_ros_ego_node.log"
-    phase = _video_phase(Path(video), depth_dir, duration_s, rate_hz, max_hands, subscribe_all, log)
+    phase = _video_phase(Path(video), depth_dir, duration_s, rate_hz, max_hands, subscribe_all, log, node_parameters)
     processing = phase["node"]["processing_ms"]
     ratio = None if processing is None else float(processing) / detector["detector_ms_mean"]
     return {
@@ -388,6 +391,7 @@ def benchmark_ros_ego_video(video: Path, depth_dir: Path | None = None, duration
         "duration_s": duration_s,
         "max_hands": max_hands,
         "subscribed": "all outputs" if subscribe_all else "hands",
+        "node_parameters": list(node_parameters),
         "delivered_fraction": phase["delivered_fraction"],
         "latency_p50_ms": phase["latency_p50_ms"],
         "latency_p99_ms": phase["latency_p99_ms"],
