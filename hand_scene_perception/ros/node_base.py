@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
@@ -122,7 +123,13 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         try:
             self.add_on_set_parameters_callback(self._check_parameters)
             for name, (default, descriptor) in self.PARAMETERS.items():
-                self.declare_parameter(name, default, descriptor)
+                try:
+                    self.declare_parameter(name, default, descriptor)
+                except InvalidParameterTypeException as error:
+                    # `-p rate:=0` gives an integer where a double is declared: say so instead of a traceback
+                    hint = " (write a decimal point, e.g. 0.0)" if isinstance(default, float) else ""
+                    raise ValueError(f"parameter {name} must be of type {type(default).__name__}{hint}: "
+                                     f"{error}") from None
             if self._param("autostart") and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 self.trigger_activate()
         except BaseException:

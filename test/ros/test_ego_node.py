@@ -282,6 +282,15 @@ def test_parameters_out_of_range_rejected(context, frames):
         node.destroy_node()
 
 
+def test_an_integer_for_a_float_parameter_is_refused_with_the_name_and_a_hint(context, frames):
+    # What `-p visualization_rate_hz:=0` gives: rclpy's type error becomes a ValueError that says what to write
+    # (the CLI prints it and exits 2), and the half-built node is gone.
+    before = live_node_names()
+    with pytest.raises(ValueError, match=r"visualization_rate_hz must be of type float \(write a decimal point"):
+        _node(context, frames, visualization_rate_hz=0)
+    assert live_node_names() == before
+
+
 def test_shipped_params_file_loads_and_every_key_is_commented(context, frames):
     params_file, values = shipped_params("ego", "ego_reconstruction", PARAMETERS)
     node = EgoReconstructionNode(context=context, detector=StampOracle(frames),
