@@ -285,27 +285,17 @@ def _refine_pose(xy, points, rotation, translation, focal, huber_px, iterations=
     residual, norms, rotated, cam = _residuals(xy, points, rotation, translation, focal)
     cost = _huber_cost(norms, huber_px)
     damping = 1e-3
-    jac = np.empty((2, len(cam), 6))
     for _ in range(iterations):
         weights = np.where(norms <= huber_px, 1.0, huber_px / np.maximum(norms, 1e-12))
         inv_z = 1.0 / cam[:, 2]
         x_z, y_z = cam[:, 0] * inv_z, cam[:, 1] * inv_z
-        # u = fx x/z: du/dcam = fx/z (1, 0, -x/z); v likewise with (0, 1, -y/z); dcam/dω = -[r]× (r = R p)
+        su, sv = focal[0] * inv_z, focal[1] * inv_z
         r0, r1, r2 = rotated[:, 0], rotated[:, 1], rotated[:, 2]
-        for row, (f, ratio, along) in enumerate(((focal[0], x_z, 0), (focal[1], y_z, 1))):
-            scale = f * inv_z
-            jac[row, :, 3 + along] = scale
-            jac[row, :, 4 - along] = 0.0
-            jac[row, :, 5] = -scale * ratio
-            # d(cam)/dω columns: ω_x → (0, -r2, r1), ω_y → (r2, 0, -r0), ω_z → (-r1, r0, 0)
-            if along == 0:
-                jac[row, :, 0] = scale * (-ratio * r1)
-                jac[row, :, 1] = scale * (r2 + ratio * r0)
-                jac[row, :, 2] = scale * (-r1)
-            else:
-                jac[row, :, 0] = scale * (-r2 - ratio * r1)
-                jac[row, :, 1] = scale * (ratio * r0)
-                jac[row, :, 2] = scale * r0
+        # du/dcam = su (1, 0, -x/z), dv/dcam = sv (0, 1, -y/z); dcam/dω = -[r]× has the columns
+        # ω_x → (0, -r2, r1), ω_y → (r2, 0, -r0), ω_z → (-r1, r0, 0); dcam/dt = I
+        zero = np.zeros_like(su)
+        jac = np.stack([np.column_stack([-su * x_z * r1, su * (r2 + x_z * r0), -su * r1, su, zero, -su * x_z]),
+                        np.column_stack([-sv * (r2 + y_z * r1), sv * y_z * r0, sv * r0, zero, sv, -sv * y_z])])
         weighted = jac * weights[:, None]
         hessian = np.einsum("kni,knj->ij", weighted, jac)
         gradient = np.einsum("kni,nk->i", weighted, residual)

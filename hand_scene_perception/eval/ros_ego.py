@@ -291,6 +291,8 @@ def _video_phase(video: Path, depth_dir: Path | None, duration_s: float, rate_hz
     from rclpy.executors import SingleThreadedExecutor
 
     from ..ros.conversions import time_ns
+    from ..ros.diagnostics import node_status
+    from ..ros.launch.plan import EGO_NODE_NAME
     from ..ros.node_process import NodeProcess
 
     context = rclpy.Context()
@@ -309,12 +311,11 @@ def _video_phase(video: Path, depth_dir: Path | None, duration_s: float, rate_hz
                 arrivals[time_ns(msg.header.stamp)] = (now, len(msg.hands))
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
-        for each in msg.status:
-            if "ego reconstruction" in each.name:
-                with lock:
-                    node_values.update({value.key: value.value for value in each.values})
-                    status.update(level=int.from_bytes(each.level, "little") if isinstance(each.level, bytes)
-                                  else int(each.level), message=each.message)  # fmt: skip
+        report = node_status(msg, f"/{EGO_NODE_NAME}")
+        if report is not None:
+            with lock:
+                node_values.update(report[2])
+                status.update(level=report[0], message=report[1])
 
     topics = _viewer_topics()
     if not subscribe_all:

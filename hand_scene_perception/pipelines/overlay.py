@@ -4,8 +4,8 @@ Why: a person judges a hand estimate fastest against its own image (is the mesh 
 the fingers?). The ego node publishes this on ``overlay`` while someone subscribes, and ``hand-scene run --overlay
 OUT.mp4`` writes it as a video. No ROS: meshes go through core's rasteriser (z-buffered, so a hand in front hides
 the one behind) at half resolution, enlarged by OpenCV (there through mediapipe); bones and joints are stamped as
-discs on top. Lens distortion is honoured: vertices are
-projected with the camera's own model and rasterised in pixel space.
+discs on top. Lens distortion is honoured: vertices are projected with the camera's own model and rasterised in
+pixel space.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def _blend_meshes(
 ) -> None:
     """All hands' meshes in one z-buffer, headlight-shaded in their side's colour, blended into ``out``.
 
-    Rasterised at half the image's resolution and enlarged bilinearly: a quarter of the fragments (the whole cost
-    is ~5 ms instead of ~25 ms for two hands at 640x480), and the enlarged edges come out anti-aliased."""
+    Rasterised at half the image's resolution and enlarged bilinearly: a quarter of the fragments (the whole overlay
+    of two hands at 640x480 took 17 ms instead of 27, median of 35 demo frames), edges come out anti-aliased."""
     vertices = np.vstack([hand.vertices for hand, _ in meshes])
     offsets = np.cumsum([0] + [len(hand.vertices) for hand, _ in meshes[:-1]])
     triangles = np.vstack([tri + offset for (_, tri), offset in zip(meshes, offsets, strict=True)])

@@ -58,7 +58,7 @@ from .bags.transport import (
     write_camera_bag,
 )
 from .conversions import MSG_TO_SIDE, hand_state, point_cloud_arrays, pose_matrix, time_ns
-from .diagnostics import ERROR, WARN
+from .diagnostics import node_status
 from .launch.plan import EGO_NODE_NAME
 from .launch.runner import ensure_local_discovery, use_shipped_dds_profile
 from .node_process import NodeProcess, NodeProcessError
@@ -149,14 +149,14 @@ class _Listener:
         self.topology = msg
 
     def _on_diagnostics(self, msg) -> None:
-        for status in msg.status:
-            if status.hardware_id != f"/{EGO_NODE_NAME}":
-                continue
-            values = {item.key: item.value for item in status.values}
-            with self.lock:
-                self.node_values = values
-                if status.level in (WARN, ERROR) and values.get("frames_received", "0") != "0":
-                    self.node_problems[f"{'ERROR' if status.level == ERROR else 'WARN'}: {status.message}"] = None
+        status = node_status(msg, f"/{EGO_NODE_NAME}")
+        if status is None:
+            return
+        level, message, values = status
+        with self.lock:
+            self.node_values = values
+            if level in ("WARN", "ERROR") and values.get("frames_received", "0") != "0":
+                self.node_problems[f"{level}: {message}"] = None
 
     def _path_setter(self, side: str):
         def store(msg) -> None:

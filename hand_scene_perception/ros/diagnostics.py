@@ -14,6 +14,7 @@ from .conversions import NS_PER_S, header_msg
 
 OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
 _LEVELS = (OK, WARN, ERROR, STALE)
+LEVEL_NAMES = dict(zip(_LEVELS, ("OK", "WARN", "ERROR", "STALE"), strict=True))
 
 
 # Processing fewer than this share of the arriving frames (both rates measured) is reported as overload.
@@ -73,6 +74,16 @@ def _value_text(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
+
+
+def node_status(msg: DiagnosticArray, node_name: str) -> tuple[str, str, dict[str, str]] | None:
+    """(level name, message, values) of the status ``node_name`` (fully qualified: its hardware_id) put in
+    ``msg``, or None when it holds none: how a listener reads a node's own report."""
+    for status in msg.status:
+        if status.hardware_id == node_name:
+            level = LEVEL_NAMES.get(status.level, str(status.level))
+            return level, status.message, {item.key: item.value for item in status.values}
+    return None
 
 
 def diagnostic_status(
