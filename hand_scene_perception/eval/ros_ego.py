@@ -249,7 +249,9 @@ def _delivery(stamps: Sequence[int], arrivals: dict[int, tuple[int, int]]) -> di
 
 
 def _viewer_topics() -> dict[str, type]:
-    """Every output a robot's RViz and recorder subscribe to, with its type (hands first: latency is taken there)."""
+    """Every output a robot's RViz and recorder subscribe to, with its type (hands first: latency is taken there).
+    The viewer takes all but the hands as serialised bytes, as a recorder does and as RViz does in C++: decoding a
+    mesh marker into Python objects (~15 ms) would load this machine's two cores with work no robot has."""
     from nav_msgs.msg import Odometry
     from nav_msgs.msg import Path as PathMsg
     from sensor_msgs.msg import PointCloud2
@@ -285,7 +287,8 @@ def _video_phase(video: Path, depth_dir: Path | None, duration_s: float, rate_hz
                  subscribe_all: bool, log_path: Path, node_parameters: Sequence[str] = ()) -> dict:  # fmt: skip
     """The node in its own process (``hand-scene launch ego``), the camera publisher in another, and here a viewer
     that subscribes to the hands (latency) and, with ``subscribe_all``, to every other output as RViz and a
-    recorder would; the node's own numbers (rates, per-stage times) from its last /diagnostics."""
+    recorder would (as bytes, see :func:`_viewer_topics`); the node's own numbers (rates, per-stage times) from
+    its last /diagnostics."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -329,7 +332,8 @@ def _video_phase(video: Path, depth_dir: Path | None, duration_s: float, rate_hz
     try:
         viewer = rclpy.create_node("ego_bench_viewer", context=context)
         for topic, kind in topics.items():
-            viewer.create_subscription(kind, topic, lambda msg, topic=topic: on_message(topic, msg), 10)
+            viewer.create_subscription(kind, topic, lambda msg, topic=topic: on_message(topic, msg), 10,
+                                       raw=topic != "hands")  # fmt: skip
         viewer.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         executor.add_node(viewer)
         spinner = threading.Thread(target=executor.spin, daemon=True)

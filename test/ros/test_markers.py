@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.serialization import deserialize_message
 from sample_hands import sample_hand
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -23,6 +23,11 @@ def xyz(points) -> np.ndarray:
     return np.array([[p.x, p.y, p.z] for p in points])
 
 
+def received(markers) -> MarkerArray:
+    """What a subscriber gets from the published bytes."""
+    return deserialize_message(markers.serialized(), MarkerArray)
+
+
 def test_skeleton_edges_are_the_twenty_bones():
     assert len(SKELETON_EDGES) == 20
     assert all(MEDIAPIPE_PARENTS[child] == parent for child, parent in SKELETON_EDGES)
@@ -30,8 +35,7 @@ def test_skeleton_edges_are_the_twenty_bones():
 
 def test_one_mesh_and_one_skeleton_per_hand_with_stable_ids_and_side_colours():
     left, right = sample_hand(3, "left", seed=1), sample_hand(7, "right", seed=2)
-    array = hand_marker_array([(3, left), (7, right)], FACES_BY_SIDE, "map", 1_500_000_000, 250_000_000)
-    array = deserialize_message(serialize_message(array), MarkerArray)  # shared Point objects serialise fine
+    array = received(hand_marker_array([(3, left), (7, right)], FACES_BY_SIDE, "map", 1_500_000_000, 250_000_000))
     assert [(m.ns, m.id, m.type) for m in array.markers] == [
         ("hands/mesh", 3, Marker.TRIANGLE_LIST), ("hands/skeleton", 3, Marker.LINE_LIST),
         ("hands/mesh", 7, Marker.TRIANGLE_LIST), ("hands/skeleton", 7, Marker.LINE_LIST),
@@ -46,17 +50,18 @@ def test_one_mesh_and_one_skeleton_per_hand_with_stable_ids_and_side_colours():
         assert marker.action == Marker.ADD and marker.pose.orientation.w == 1.0
     assert left_mesh.color.b > left_mesh.color.r and right_mesh.color.r > right_mesh.color.b
     assert (left_mesh.scale.x, left_skeleton.scale.x) == (1.0, pytest.approx(0.004))
-    again = hand_marker_array([(3, sample_hand(3, "left", seed=9))], {"left": FACES}, "map", 2, 0, namespace="ego")
+    again = received(hand_marker_array([(3, sample_hand(3, "left", seed=9))], {"left": FACES}, "map", 2, 0,
+                                       namespace="ego"))  # fmt: skip
     assert [(m.ns, m.id) for m in again.markers] == [("ego/mesh", 3), ("ego/skeleton", 3)]
     assert again.markers[0].lifetime.sec == 0 and again.markers[0].lifetime.nanosec == 0
 
 
 def test_hand_without_mesh_gets_only_a_skeleton_and_big_track_ids_fit_int32():
     state = dataclasses.replace(sample_hand(2**32 - 1, "right", seed=3), vertices=None)
-    array = hand_marker_array([(state.track_id, state)], {}, "map", 0, 10)
+    array = received(hand_marker_array([(state.track_id, state)], {}, "map", 0, 10))
     assert [(m.ns, m.type) for m in array.markers] == [("hands/skeleton", Marker.LINE_LIST)]
     assert 0 <= array.markers[0].id < 2**31
-    serialize_message(array)
+    np.testing.assert_allclose(xyz(array.markers[0].points), state.joints[np.array(SKELETON_EDGES).reshape(-1)])
 
 
 def test_bad_faces_are_rejected():
@@ -68,7 +73,6 @@ def test_bad_faces_are_rejected():
 
 
 def test_empty_input_and_delete_all():
-    assert hand_marker_array([], FACES_BY_SIDE, "map", 0, 0).markers == []
-    deletion = delete_all_markers("map", 42)
-    (marker,) = deletion.markers
+    assert received(hand_marker_array([], FACES_BY_SIDE, "map", 0, 0)).markers == []
+    (marker,) = received(delete_all_markers("map", 42)).markers
     assert marker.action == Marker.DELETEALL and marker.ns == "" and time_ns(marker.header.stamp) == 42

@@ -215,12 +215,13 @@ class _BagRun:
         for text in result.warnings:
             self._warn(text)
         outputs = {
-            "/hands": result.hands, "/hand_markers": result.markers, "/camera_odometry": result.odometry,
+            "/hands": result.hands, "/camera_odometry": result.odometry,
             "/contacts": result.contacts, "/tf": TFMessage(transforms=result.transforms),
             "/hand_paths/left": result.paths["left"], "/hand_paths/right": result.paths["right"],
         }  # fmt: skip
         for topic, message in outputs.items():
             writer.write(topic, stamp, serialize_message(message))
+        writer.write("/hand_markers", stamp, result.markers.serialized())
         if self.last_map is None or stamp - self.last_map >= self.map_period_ns or stamp < self.last_map:
             writer.write("/scene_map", stamp, serialize_message(processor.scene_map_msg(stamp)))
             self.last_map = stamp

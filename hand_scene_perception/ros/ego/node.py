@@ -287,8 +287,8 @@ class EgoReconstructionNode(PipelineNode):
         start = time.perf_counter()
         outputs["hands"].publish(out.hands)
         outputs["tf"].publish(TFMessage(transforms=out.transforms))
-        if out.markers.markers:
-            outputs["hand_markers"].publish(out.markers)
+        if out.markers:
+            outputs["hand_markers"].publish(out.markers.serialized())
         if self._show_frame:
             for side, path in out.paths.items():
                 outputs[f"hand_paths/{side}"].publish(path)

@@ -25,7 +25,6 @@ import numpy as np
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from visualization_msgs.msg import MarkerArray
 
 from hand_scene_msgs.msg import ContactArray, Hand, HandArray, HandMeshTopology
 
@@ -55,7 +54,7 @@ from ..conversions import (
     time_ns,
     transform_msg,
 )
-from ..markers import delete_all_markers, hand_marker_array
+from ..markers import HandMarkers, delete_all_markers, hand_marker_array
 from ..paths import CappedPath
 
 SIDES = (HandSide.LEFT, HandSide.RIGHT)
@@ -77,7 +76,7 @@ class EgoMessages:
     the decoded input with its camera frame (what :meth:`EgoMessageProcessor.overlay_msg` draws on)."""
 
     hands: HandArray
-    markers: MarkerArray
+    markers: HandMarkers
     paths: dict[str, Path]
     odometry: Odometry
     contacts: ContactArray
@@ -247,21 +246,19 @@ class EgoMessageProcessor:
         """Every output message of one pipeline result (and the paths and history it extends)."""
         self.camera_frame = camera_frame
         stamp = result.stamp_ns
-        hand_markers = MarkerArray()
+        hand_markers = HandMarkers()
         if result.session_reset:
             warnings.append(result.session_reset)
             self._clear_trajectories()
-            hand_markers.markers.extend(delete_all_markers(self.world_frame, stamp).markers)
+            hand_markers.extend(delete_all_markers(self.world_frame, stamp))
         hands = [
             dataclasses.replace(hand, world=dataclasses.replace(hand.world, image_frame_id=camera_frame))
             for hand in result.hands
         ]
         result = dataclasses.replace(result, hands=hands)
         if markers:
-            hand_markers.markers.extend(
-                hand_marker_array([(h.track_id, h.world) for h in hands], self.faces, self.world_frame, stamp,
-                                  self.marker_lifetime_ns).markers
-            )  # fmt: skip
+            hand_markers.extend(hand_marker_array([(h.track_id, h.world) for h in hands], self.faces,
+                                                  self.world_frame, stamp, self.marker_lifetime_ns))  # fmt: skip
         transforms = []
         if self._transforms is None:  # (with tf the camera already has its parent in the tree)
             transforms.append(transform_msg(result.T_world_camera, self.world_frame, camera_frame, stamp))

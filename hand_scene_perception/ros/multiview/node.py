@@ -281,8 +281,8 @@ class MultiviewFusionNode(PipelineNode):
         if out.calibration is not None:
             outputs["calibration"].publish(out.calibration)
         outputs["hands"].publish(out.hands)
-        if out.markers.markers:
-            outputs["hand_markers"].publish(out.markers)
+        if out.markers:
+            outputs["hand_markers"].publish(out.markers.serialized())
         self._fused += 1
         self._hands = len(out.result.hands)
         self._processing_ms.append(1e3 * (time.perf_counter() - taken))

@@ -24,7 +24,6 @@ import numpy as np
 import yaml
 from geometry_msgs.msg import TransformStamped
 from sensor_msgs.msg import CameraInfo, Image
-from visualization_msgs.msg import MarkerArray
 
 from hand_scene_msgs.msg import CameraCalibration, HandArray, MultiCameraCalibration
 
@@ -47,7 +46,7 @@ from ..conversions import (
     time_ns,
     transform_msg,
 )
-from ..markers import hand_marker_array
+from ..markers import HandMarkers, hand_marker_array
 
 # A camera name becomes a topic namespace (<name>/image) and, by default, a frame (<name>_optical_frame).
 CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -76,7 +75,7 @@ class MultiviewMessages:
     file given before the first frame was refused (only on the first frame)."""
 
     hands: HandArray
-    markers: MarkerArray
+    markers: HandMarkers
     calibration: MultiCameraCalibration | None
     camera_infos: dict[str, CameraInfo]
     transforms: list[TransformStamped]
@@ -231,7 +230,7 @@ class MultiviewMessageProcessor:
         self.last_stamp_ns = stamp
         states = [dataclasses.replace(hand.state, image_frame_id=self._frame_of(hand.state.image_frame_id))
                   for hand in result.hands]  # fmt: skip
-        hand_markers = MarkerArray()
+        hand_markers = HandMarkers()
         if markers:
             hand_markers = hand_marker_array([(state.track_id, state) for state in states], self.faces,
                                              self.reference_frame, stamp, self.marker_lifetime_ns)  # fmt: skip
