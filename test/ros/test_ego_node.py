@@ -6,6 +6,8 @@ test_ego_node_dds.py covers publishers in another process and the real MediaPipe
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
@@ -17,6 +19,7 @@ from node_checks import live_node_names, shipped_params
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, PointCloud2
 from tf2_msgs.msg import TFMessage
@@ -26,7 +29,7 @@ from hand_scene_msgs.msg import HandArray, HandMeshTopology
 from hand_scene_msgs.srv import GetHandTrajectory, Reset, SaveToPath
 from hand_scene_perception.ros.conversions import POINT_STEP, depth_msg, hand_state, image_rgb, time_ns
 from hand_scene_perception.ros.ego.node import PARAMETERS, EgoReconstructionNode
-from hand_scene_perception.ros.node_base import LATCHED_QOS
+from hand_scene_perception.ros.node_base import LATCHED_QOS, matched_reliability
 
 PATH_CAP = 4
 NUM_FRAMES = 7
@@ -151,6 +154,37 @@ def test_overlay_published_only_while_subscribed(harness, frames, monkeypatch):
     assert harness.wait_for(lambda: publisher_sees() == 0)
     _run(harness, frames[4:5])
     assert len(built) == 2
+
+
+def test_auto_reliability_matches_the_publishers():
+    reliable, best_effort = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
+    assert matched_reliability([reliable, reliable]) == reliable
+    assert matched_reliability([reliable, best_effort]) == best_effort  # a reliable reader would miss one
+    assert matched_reliability([]) == best_effort  # connects to whatever comes
+
+
+@pytest.mark.parametrize("offered", [ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT])
+def test_auto_qos_inputs_follow_what_the_camera_offers(context, frames, offered):
+    """The camera's publishers appear after the node subscribed (best effort then): frames flow throughout, and
+    once the new subscriptions deliver, the node's inputs are the camera's reliability only."""
+    rig = NodeHarness(context, _node(context, frames), source_qos=QoSProfile(depth=10, reliability=offered),
+                      listen={"hands": (HandArray, 10)})  # fmt: skip
+
+    def node_inputs() -> list:
+        return [info.qos_profile.reliability for topic in ("/image", "/camera_info", "/depth")
+                for info in rig.source.get_subscriptions_info_by_topic(topic)]  # fmt: skip
+
+    try:
+        rig.wait_connected()
+        for count, frame in enumerate(frames, start=1):
+            rig.publish(frame_messages(frame))
+            assert rig.wait_for(lambda count=count: len(rig.messages("hands")) >= count), "no hands"
+            if count >= 3 and node_inputs() == [offered] * 3:
+                break
+            time.sleep(0.5)  # (the follow period is 1 s)
+        assert node_inputs() == [offered] * 3
+    finally:
+        rig.close()
 
 
 def test_services_save_trajectory_reset(harness, frames, tmp_path):

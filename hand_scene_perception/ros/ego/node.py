@@ -56,7 +56,6 @@ from ..node_base import (
     PROCESSING_WINDOW,
     QOS_CHOICES,
     PipelineNode,
-    qos_profile,
     spin_node,
 )
 from ..node_base import float_param as _float
@@ -88,7 +87,7 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "use_depth": (True, _text("pair a registered depth image with the colour image [configure]")),
     "pairing_tolerance_s": (0.005, _float("largest stamp gap at which image and depth are paired, s "
                                           "[configure]", 0.0, 0.5)),
-    "qos_depth": ("SENSOR_DATA", _text("depth subscription QoS [configure]")),
+    "qos_depth": ("AUTO", _text("depth subscription QoS [configure]")),
     "map_publish_rate_hz": (1.0, _float("scene_map publish rate, Hz (0: never) [live]", 0.0, 30.0)),
     "visualization_rate_hz": (VISUALIZATION_RATE_HZ, _float("most hand_markers and hand_paths updates per second "
                                                             "(0: every frame) [live]", 0.0, 1000.0)),
@@ -195,11 +194,8 @@ class EgoReconstructionNode(PipelineNode):
         self._pairer = StampPairer(paired, int(self._param("pairing_tolerance_s") * NS_PER_S),
                                    on_time_jump=self._on_time_jump)  # fmt: skip
         kinds = {"image": Image, "camera_info": CameraInfo, "depth": Image}
-        self._inputs = [
-            self.create_subscription(kinds[stream], stream, self._receiver(stream),
-                                     qos_profile(self._param(f"qos_{stream}")))
-            for stream in ["camera_info", *paired]
-        ]
+        for stream in ["camera_info", *paired]:
+            self._subscribe(kinds[stream], stream, self._receiver(stream), self._param(f"qos_{stream}"))
         self._outputs["hand_mesh_topology"].publish(self._processor.mesh_topology_msg())
         self._start_worker(self._work, "ego-node-worker")
         return result

@@ -45,7 +45,6 @@ from ..node_base import (
     LATCHED_QOS,
     PipelineNode,
     float_param,
-    qos_profile,
     spin_node,
     text_param,
 )
@@ -195,13 +194,12 @@ class MultiviewFusionNode(PipelineNode):
         self._sync = ViewSynchronizer(self._names, int(self._param("sync_tolerance_s") * NS_PER_S),
                                       int(self._param("view_timeout_s") * NS_PER_S),
                                       on_time_jump=self._on_time_jump)  # fmt: skip
-        image_qos, info_qos = qos_profile(self._param("qos_image")), qos_profile(self._param("qos_camera_info"))
-        infos = [self.create_subscription(CameraInfo, f"{name}/camera_info", self._info_receiver(index), info_qos)
-                 for index, name in enumerate(self._names)]  # fmt: skip
-        self._info_topics = [subscription.topic_name for subscription in infos]
-        images = [self.create_subscription(Image, f"{name}/image", self._image_receiver(index), image_qos)
-                  for index, name in enumerate(self._names)]  # fmt: skip
-        self._inputs = infos + images
+        for index, name in enumerate(self._names):
+            self._subscribe(CameraInfo, f"{name}/camera_info", self._info_receiver(index),
+                            self._param("qos_camera_info"))  # fmt: skip
+        self._info_topics = [subscription.topic_name for subscription in self._inputs]
+        for index, name in enumerate(self._names):
+            self._subscribe(Image, f"{name}/image", self._image_receiver(index), self._param("qos_image"))
         self._start_worker(self._work, "multiview-node-worker")
         return result
 
