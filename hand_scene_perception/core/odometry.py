@@ -33,6 +33,9 @@ from .camera import PinholeCamera
 from .transforms import check_rigid_matrices, inverse_matrices, transform_points
 
 # A corner closer than this to an ignored pixel is dropped (px).
+# Frames wider than this are tracked at this width: ORB + PnP on a 1280x720 frame cost 17-20 ms here, at 640x360
+# 8 ms, and the camera pose needs no more detail (the hands, fitted at full size, are not affected).
+TRACKING_MAX_WIDTH = 640
 _MASK_DILATION_PX = 5
 # Lowe's ratio test for descriptor matches.
 _RATIO = 0.8
@@ -159,6 +162,25 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return img if img.dtype == np.uint8 else np.clip(img, 0, 255).astype(np.uint8)
 
 
+def at_tracking_size(
+    image_rgb: np.ndarray, camera: PinholeCamera, mask: np.ndarray | None, depth_m: np.ndarray | None = None,
+    max_width: int = TRACKING_MAX_WIDTH,
+) -> tuple[np.ndarray, PinholeCamera, np.ndarray | None, np.ndarray | None]:
+    """The image (area-averaged), its camera, the mask and the depth (nearest) at most ``max_width`` pixels wide.
+    Camera poses do not depend on the image scale, so a tracker that sees every frame at the same reduced size
+    returns the same kind of pose; its pixel thresholds then act on the reduced image."""
+    height, width = np.shape(image_rgb)[:2]
+    if width <= max_width:
+        return image_rgb, camera, mask, depth_m
+    size = (max_width, max(1, round(height * max_width / width)))
+    small = cv2.resize(np.ascontiguousarray(image_rgb), size, interpolation=cv2.INTER_AREA)
+    if mask is not None:
+        mask = cv2.resize(np.asarray(mask, np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    if depth_m is not None:
+        depth_m = cv2.resize(np.asarray(depth_m, np.float32), size, interpolation=cv2.INTER_NEAREST)
+    return small, camera.scaled(size[0] / width, size[1] / height), mask, depth_m
+
+
 def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
     if mask is None:
         return None
@@ -255,10 +277,11 @@ class RgbdOdometry:
         mask: np.ndarray | None = None,
     ) -> OdometryResult:
         """Pose of this frame. ``depth_m``: (H, W) metres, 0/NaN = none; ``mask``: True = ignore (hands)."""
+        if np.shape(depth_m) != np.shape(image_rgb)[:2]:
+            raise ValueError(f"depth must have the image's shape {np.shape(image_rgb)[:2]}, got {np.shape(depth_m)}")
+        image_rgb, camera, mask, depth_m = at_tracking_size(image_rgb, camera, mask, depth_m)
         gray = _gray(image_rgb)
         depth = np.asarray(depth_m, dtype=np.float32)
-        if depth.shape != gray.shape:
-            raise ValueError(f"depth must have the image's shape {gray.shape}, got {depth.shape}")
         ignore = _check_mask(mask, gray.shape)
         pixels, descriptors = self._tracker.detect(gray, ignore)
         if self._keyframe is None:
@@ -578,6 +601,7 @@ class MonocularOdometry:
     def _track(self, image_rgb: np.ndarray, camera: PinholeCamera, stamp_ns: int, mask: np.ndarray | None
                ) -> OdometryResult:
         self._hint_open = False
+        image_rgb, camera, mask, _ = at_tracking_size(image_rgb, camera, mask)
         gray = _gray(image_rgb)
         pixels, descriptors = self._tracker.detect(gray, _check_mask(mask, gray.shape))
         colors = _sample_colors(image_rgb, pixels)

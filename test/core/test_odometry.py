@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from hand_scene_perception.core.metrics import ate_m
-from hand_scene_perception.core.odometry import MonocularOdometry, RgbdOdometry, estimate_scale
+from hand_scene_perception.core.odometry import MonocularOdometry, RgbdOdometry, at_tracking_size, estimate_scale
 from hand_scene_perception.core.transforms import inverse_matrices
 from hand_scene_perception.synth.sequence import SyntheticSequence, default_camera
 
@@ -145,3 +145,36 @@ def test_a_scale_hint_added_after_tracking_equals_one_given_with_the_frame(frame
     assert later.scale == together.scale
     with pytest.raises(ValueError, match="latest tracked frame"):
         later.add_scale_hint(results[0], hints[0][None])  # an earlier frame's result
+
+
+def test_frames_wider_than_the_tracking_width_are_tracked_reduced_with_their_camera() -> None:
+    camera = default_camera(1280, 960)
+    image, mask, depth = np.zeros((960, 1280, 3), np.uint8), np.zeros((960, 1280), bool), np.ones((960, 1280))
+    mask[100:200, 300:500] = True
+    small, small_camera, small_mask, small_depth = at_tracking_size(image, camera, mask, depth)
+    assert small.shape == (480, 640, 3) and small_mask.shape == small_depth.shape == (480, 640)
+    assert small_mask.sum() == pytest.approx(mask.sum() / 4, rel=0.02)
+    assert (small_camera.width, small_camera.fx) == (640, pytest.approx(camera.fx / 2))
+    narrow = np.zeros((480, 640, 3), np.uint8)
+    assert at_tracking_size(narrow, CAM, None)[0] is narrow  # at most the tracking width: untouched
+
+
+def test_both_trackers_keep_their_accuracy_on_large_frames() -> None:
+    """The same kind of sequence at 1280x960, tracked at 640 px width: the bounds of the 640x480 tests hold."""
+    camera = default_camera(1280, 960)
+    frames = list(SyntheticSequence(1, camera=camera, fps=10.0).frames(30))
+    gt = _gt(frames)
+    rgbd, mono = RgbdOdometry(), MonocularOdometry()
+    rgbd_poses, mono_poses, mono_ok = [], [], []
+    for index, frame in enumerate(frames):
+        mask = frame.segmentation > 0
+        rgbd_poses.append(rgbd.track(frame.rgb, frame.depth, camera, index, mask=mask).T_world_camera)
+        result = mono.track(frame.rgb, camera, index, mask=mask)
+        mono_poses.append(result.T_world_camera)
+        mono_ok.append(result.ok)
+    assert ate_m(np.stack(rgbd_poses), gt, align="none") < 0.01
+    ok = np.array(mono_ok)
+    first = int(np.argmax(ok))
+    assert first <= 8 and ok[first:].all()
+    path = np.linalg.norm(np.diff(gt[first:, :3, 3], axis=0), axis=1).sum()
+    assert ate_m(np.stack(mono_poses)[ok], gt[ok], align="sim3") < 0.1 * path
