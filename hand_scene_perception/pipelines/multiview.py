@@ -98,8 +98,9 @@ class ViewFrame:
 
 @dataclass(frozen=True)
 class CameraEstimate:
-    """One camera as the rig calibration currently sees it. T_ref_cam is None while uncalibrated; quality in
-    [0, 1] (0 uncalibrated, 1 converged with a small reprojection error)."""
+    """One camera as the rig calibration currently sees it. T_ref_cam is None while uncalibrated (``hold``: why,
+    core/rig_calibration.py CalibrationHold with this rig's numbers); quality in [0, 1] (0 uncalibrated, 1
+    converged with a small reprojection error)."""
 
     name: str
     camera: PinholeCamera
@@ -109,6 +110,7 @@ class CameraEstimate:
     observations: int
     converged: bool
     quality: float
+    hold: str = ""
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,7 @@ class MultiviewPipeline:
                     observations=camera.observations,
                     converged=camera.converged,
                     quality=float(quality),
+                    hold=camera.hold_detail,
                 )
             )
         return estimates
