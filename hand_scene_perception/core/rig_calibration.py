@@ -9,6 +9,12 @@ Method (no calibration target, no learned multi-view weights):
    mean of the samples (core/multiview_geometry.py robust_rotation_mean: a frame with a flipped placement or a
    swapped hand is rejected) and its translation the median over the inlier samples. Cameras are chained to the
    reference camera (the first) along the best-supported links (maximum spanning tree by sample count).
+   **Evidence gates**: a pair is linked only when its evidence can determine a rig (else the camera stays
+   uncalibrated with a :class:`CalibrationHold` and its reason, and the hands it sees stay monocular): its
+   baseline is at least ``min_baseline_ratio`` of the hand's distance (identical views or cameras millimetres
+   apart cannot triangulate: their evidence is dropped so that a later distinct viewpoint starts afresh), and the
+   hand was seen by both in ``min_link_frames`` distinct poses (keyframes, step 3) whose positions span a plane,
+   not a point (a static hand) or a line (a hand moving only along one line), by ``min_hand_spread_m``.
 3. **Refinement**: bundle adjustment (pycolmap) of all calibrated cameras' poses, the unknown focal lengths and
    the joints of up to ``max_keyframes`` kept hand observations (kept when the hand moved or turned since the
    last one, so the joints span a volume), every ``adjust_every`` new keyframes (``refine_every`` once converged:
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum, IntEnum
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +62,7 @@ from .transforms import inverse_matrices
 CALIBRATION_FORMAT = "hand_scene_perception/rig_calibration/v1"
 
 _MAX_LINK_SAMPLES = 200
+_PALM_JOINTS = [0, 5, 9, 13, 17]  # wrist and the four knuckles
 # Calibrated cameras an adjustment needs before it estimates focal lengths.
 MIN_CAMERAS_FOR_FOCAL = 3
 # Horizontal fields of view a real camera has; an estimate outside means the data could not determine it.
@@ -69,6 +76,23 @@ class RigState(IntEnum):
     CONVERGING = 1
     CONVERGED = 2
     RECALIBRATING = 3
+
+
+class CalibrationHold(Enum):
+    """Why an uncalibrated camera is not linked to the rig yet: the evidence it lacks (module notes, step 2).
+    SMALL_BASELINE, STATIC_HAND and COLLINEAR_MOTION are degenerate geometry, decided on full evidence; they stay
+    reported while new evidence is collected, until the camera is linked or another such reason replaces them."""
+
+    NO_SHARED_VIEW = "no hand seen together with a calibrated camera yet"
+    FEW_FRAMES = "too few frames with a hand seen together with a calibrated camera"
+    SMALL_BASELINE = "viewpoint coincides with a calibrated camera's"
+    STATIC_HAND = "the hand has not moved"
+    COLLINEAR_MOTION = "the hand moved only along one line"
+
+    @property
+    def degenerate(self) -> bool:
+        """A verdict on the geometry (not just too little evidence so far)."""
+        return self not in (CalibrationHold.NO_SHARED_VIEW, CalibrationHold.FEW_FRAMES)
 
 
 @dataclass
@@ -88,6 +112,10 @@ class CalibrationConfig:
     converged_focal_pct: float = 2.0
     moved_error_px: float = 25.0
     moved_window: int = 15
+    # a pair is linked only when its baseline is at least this fraction of the hand's distance (0.05: rays meet at
+    # about 3 deg); and when the hand's positions seen by both span this much (std, m) in two directions
+    min_baseline_ratio: float = 0.05
+    min_hand_spread_m: float = 0.005
 
     def __post_init__(self) -> None:
         """Reject settings that would stall or corrupt the calibration."""
@@ -97,7 +125,7 @@ class CalibrationConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("keyframe_motion_m", "keyframe_rotation_deg", "huber_px", "outlier_px", "moved_error_px",
-                     "converged_rotation_deg", "converged_focal_pct"):
+                     "converged_rotation_deg", "converged_focal_pct", "min_baseline_ratio", "min_hand_spread_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -119,6 +147,9 @@ class RigCamera:
     converged: bool = False
     # False for a placeholder: a camera that has not sent an image yet (its size and intrinsics are guesses)
     seen: bool = True
+    # while uncalibrated: why it is not linked yet, and that reason with this rig's numbers
+    hold: CalibrationHold | None = None
+    hold_detail: str = ""
 
     @property
     def calibrated(self) -> bool:
@@ -142,10 +173,12 @@ def guessed_camera(width: int, height: int, hfov_deg: float) -> PinholeCamera:
 
 @dataclass
 class _Keyframe:
-    """One hand seen by two or more cameras: pinhole pixels (V, 21, 2) (NaN where unseen) and its metric palm size
-    (the size the placements fused with the adult prior, core/placement.py)."""
+    """One hand seen by two or more cameras: pinhole pixels (V, 21, 2) and the palm centre of its placement in each
+    camera (V, 3) (NaN where unseen), and its metric palm size (the size the placements fused with the adult
+    prior, core/placement.py)."""
 
     pixels: np.ndarray
+    centres_m: np.ndarray
     palm_size_m: float
 
 
@@ -287,15 +320,16 @@ class RigCalibrator:
         return enough and self._calibrated_count() >= 2 and bool(self._keyframes)
 
     def _add_link(self, a: int, b: int, joints_a: np.ndarray, joints_b: np.ndarray) -> None:
-        """One sample of T_a_b (camera b's optical frame in camera a's) from the hand's joints in both."""
+        """One sample of T_a_b (camera b's optical frame in camera a's) from the hand's joints in both, with the
+        hand's distance from camera a (the baseline gate's yardstick)."""
         _, rotation, translation = umeyama(joints_b, joints_a, with_scale=False, strict=False)
         samples = self._links.setdefault((a, b), deque(maxlen=_MAX_LINK_SAMPLES))
-        samples.append((rotation, translation))
+        samples.append((rotation, translation, float(np.linalg.norm(_palm_centre(joints_a)))))
 
     def _maybe_keyframe(self, hand: HandViews, views: list[int]) -> None:
         """Keep the observation when the hand moved or turned since the last keyframe (seen from the same camera)."""
         first = views[0]
-        palm = hand.joints_cam[first][[0, 5, 9, 13, 17]]
+        palm = hand.joints_cam[first][_PALM_JOINTS]
         centre, spokes = palm.mean(axis=0), palm[1:] - palm[0]
         last = self._last_keyframe.get(hand.hand)
         if last is not None and last[0] == first:
@@ -306,10 +340,12 @@ class RigCalibrator:
                 return
         self._last_keyframe[hand.hand] = (first, centre, spokes)
         pixels = np.full((len(self.cameras), 21, 2), np.nan)
+        centres = np.full((len(self.cameras), 3), np.nan)
         for view in views:
             pixels[view] = hand.pixels[view]
+            centres[view] = _palm_centre(hand.joints_cam[view])
         sizes = [palm_size_m(hand.joints_cam[view]) for view in views]
-        self._keyframes.append(_Keyframe(pixels=pixels, palm_size_m=float(np.median(sizes))))
+        self._keyframes.append(_Keyframe(pixels=pixels, centres_m=centres, palm_size_m=float(np.median(sizes))))
         self._new_keyframes += 1
 
     # ------------------------------------------------------------------ linking
@@ -318,22 +354,28 @@ class RigCalibrator:
         return sum(c.calibrated for c in self.cameras)
 
     def _link_uncalibrated(self) -> bool:
-        """Give uncalibrated cameras a pose through their best-supported link to a calibrated one (Prim's order)."""
+        """Give uncalibrated cameras a pose through their best-supported link to a calibrated one that passes the
+        evidence gates (Prim's order); record why each camera left uncalibrated is held."""
         linked = False
         while True:
             best = None
+            holds: dict[int, tuple[int, CalibrationHold, str]] = {}  # per camera: its best-supported pair's hold
             for (a, b), samples in self._links.items():
-                if len(samples) < self.config.min_link_frames:
-                    continue
                 for known, unknown in ((a, b), (b, a)):
-                    usable = self.cameras[known].calibrated and not self.cameras[unknown].calibrated
-                    if usable and (best is None or len(samples) > best[0]):
+                    if not self.cameras[known].calibrated or self.cameras[unknown].calibrated:
+                        continue
+                    hold = self._link_hold(known, unknown)
+                    if hold is None and (best is None or len(samples) > best[0]):
                         best = (len(samples), known, unknown)
+                    elif hold is not None and (unknown not in holds or len(samples) > holds[unknown][0]):
+                        holds[unknown] = (len(samples), *hold)
             if best is None:
+                self._record_holds(holds)
                 return linked
             _, known, unknown = best
             T_known_unknown = self._averaged_link(known, unknown)
             self.cameras[unknown].T_ref_cam = self.cameras[known].T_ref_cam @ T_known_unknown
+            self.cameras[unknown].hold, self.cameras[unknown].hold_detail = None, ""
             self._stable_adjustments = 0
             self._relinked = True
             self._generation += 1
@@ -341,11 +383,60 @@ class RigCalibrator:
                 self.state = RigState.CONVERGING
             linked = True
 
+    def _link_hold(self, known: int, unknown: int) -> tuple[CalibrationHold, str] | None:
+        """Why the pair's evidence cannot give ``unknown`` a pose yet (and the reason with its numbers), or None."""
+        config, name = self.config, self.cameras[known].name
+        pair = (min(known, unknown), max(known, unknown))
+        samples = self._links[pair]
+        if len(samples) < config.min_link_frames:
+            return CalibrationHold.FEW_FRAMES, (
+                f"{len(samples)} of {config.min_link_frames} frames with a hand seen together with {name} so far")
+        baseline = float(np.linalg.norm(self._averaged_link(known, unknown)[:3, 3]))
+        distance = float(np.median([d for _, _, d in samples]))
+        if baseline < config.min_baseline_ratio * distance:
+            return CalibrationHold.SMALL_BASELINE, (
+                f"its viewpoint coincides with {name}'s (baseline {1e3 * baseline:.1f} mm at a hand distance of "
+                f"{distance:.2f} m, under {config.min_baseline_ratio:.0%} of it): identical or co-located views "
+                "cannot triangulate depth; hands stay monocular until the cameras have distinct viewpoints")
+        centres = np.array([k.centres_m[pair[0]] for k in self._keyframes if np.isfinite(k.centres_m[pair, 0]).all()])
+        spread = np.zeros(3)
+        if len(centres) >= 2:
+            spread = np.linalg.svd(centres - centres.mean(axis=0), compute_uv=False) / np.sqrt(len(centres))
+        needed = f"{100 * config.min_hand_spread_m:.1f} cm"
+        if len(centres) < config.min_link_frames or spread[0] < config.min_hand_spread_m:
+            return CalibrationHold.STATIC_HAND, (
+                f"the hand it sees with {name} has not moved ({len(centres)} distinct poses of "
+                f"{config.min_link_frames} needed, positions spread {100 * spread[0]:.1f} cm of {needed}): "
+                "move it around to calibrate")
+        if spread[1] < config.min_hand_spread_m:
+            return CalibrationHold.COLLINEAR_MOTION, (
+                f"the hand it sees with {name} moved only along one line (positions spread {100 * spread[0]:.1f} cm "
+                f"along it, {100 * spread[1]:.1f} cm across, {needed} needed): move it in another direction too")
+        return None
+
+    def _record_holds(self, holds: dict[int, tuple[int, CalibrationHold, str]]) -> None:
+        """Set each uncalibrated camera's hold. A degenerate verdict stays while new evidence is only being
+        collected; a small baseline also drops the camera's evidence, so a distinct viewpoint starts afresh."""
+        for index, camera in enumerate(self.cameras):
+            if camera.calibrated or not camera.seen:
+                continue
+            unseen = CalibrationHold.NO_SHARED_VIEW
+            _, hold, detail = holds.get(index, (0, unseen, unseen.value))
+            if hold is CalibrationHold.SMALL_BASELINE:
+                self._drop_evidence(index)
+            if hold.degenerate or camera.hold is None or not camera.hold.degenerate:
+                camera.hold, camera.hold_detail = hold, detail
+
+    @property
+    def reason(self) -> str:
+        """Why cameras are not calibrated yet, one clause per camera ('' when none is held)."""
+        return "; ".join(f"{c.name}: {c.hold_detail}" for c in self.cameras if c.hold is not None)
+
     def _averaged_link(self, a: int, b: int) -> np.ndarray:
         """T_a_b from the pair's samples: robust rotation mean, median translation of the inlier samples."""
         samples = self._links[(min(a, b), max(a, b))]
-        rotations = np.array([r for r, _ in samples])
-        translations = np.array([t for _, t in samples])
+        rotations = np.array([r for r, _, _ in samples])
+        translations = np.array([t for _, t, _ in samples])
         rotation, inliers = robust_rotation_mean(rotations)
         transform = np.eye(4)
         transform[:3, :3] = rotation
@@ -460,10 +551,7 @@ class RigCalibrator:
         camera.converged = False
         camera.reprojection_error_px = float("nan")
         camera.observations = 0
-        for pair in [p for p in self._links if view in p]:
-            del self._links[pair]
-        for keyframe in self._keyframes:
-            keyframe.pixels[view] = np.nan
+        self._drop_evidence(view)
         self._stable_adjustments = 0
         self._generation += 1
         if view == 0:
@@ -479,10 +567,19 @@ class RigCalibrator:
         if was_calibrated:
             self.state = RigState.RECALIBRATING
 
+    def _drop_evidence(self, view: int) -> None:
+        """Forget one camera's links and its part of the keyframes."""
+        for pair in [p for p in self._links if view in p]:
+            del self._links[pair]
+        for keyframe in self._keyframes:
+            keyframe.pixels[view] = np.nan
+            keyframe.centres_m[view] = np.nan
+
     def reset(self) -> None:
         """Forget everything learned (cameras without CameraInfo go back to the guessed focal length)."""
         for camera in self.cameras:
             camera.T_ref_cam = None
+            camera.hold, camera.hold_detail = None, ""
             camera.converged = False
             camera.reprojection_error_px = float("nan")
             camera.observations = 0
@@ -557,12 +654,18 @@ class RigCalibrator:
                 fx, fy, cx, cy = (float(entry["intrinsics"][k]) for k in ("fx", "fy", "cx", "cy"))
                 camera.camera = PinholeCamera.from_intrinsics(fx, fy, cx, cy, int(entry["width"]), int(entry["height"]))
             camera.T_ref_cam = pose
+            camera.hold, camera.hold_detail = None, ""  # the next frame judges the evidence of those still uncalibrated
             error = entry.get("reprojection_error_px")
             camera.reprojection_error_px = float("nan") if error is None else float(error)
             camera.observations = int(entry.get("observations", 0))
             camera.converged = bool(entry.get("converged", False))
         self.state = RigState[str(document.get("state", "converging")).upper()]
         self._generation += 1
+
+
+def _palm_centre(joints: np.ndarray) -> np.ndarray:
+    """(3,) mean of the wrist and the four knuckles: where the hand is, whatever its fingers do."""
+    return joints[_PALM_JOINTS].mean(axis=0)
 
 
 def _camera_entry(camera: RigCamera) -> dict:

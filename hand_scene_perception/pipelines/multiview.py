@@ -11,7 +11,14 @@ Per frame, for a rig of N static cameras (the first is the reference frame):
    and feed the bundle adjustment; a camera whose landmarks stop agreeing with the others is re-calibrated.
 5. **Fuse** each hand: triangulate its joints from the calibrated views that see it (a view whose landmarks do
    not agree with the others is left out), fit the hand model to the triangulated joints. A hand that only one
-   calibrated camera sees gets that camera's monocular result, expressed in the reference frame, flagged so.
+   calibrated camera sees, or whose joints the calibrated views cannot triangulate (their rays meet at too small
+   an angle), gets that camera's monocular result, expressed in the reference frame, flagged so.
+
+Degenerate geometry is a state, not an error: identical or co-located views, a static hand or one moving only
+along a line leave the cameras concerned uncalibrated with the reason (core/rig_calibration.py CalibrationHold;
+:attr:`MultiviewResult.calibration_reason` and one warning per frame), their hands monocular, until the evidence
+allows a calibration. A numerical failure that still occurs in the calibrate or fuse stage (a singular system the
+checks did not foresee) is a warning for that frame, never an exception out of :meth:`MultiviewPipeline.process`.
 
 Outputs are in the reference camera's optical frame. Calibration state, per-camera intrinsics, poses and errors
 come with every result (the node publishes them as CameraInfo, TF and the calibration message).
@@ -91,8 +98,9 @@ class ViewFrame:
 
 @dataclass(frozen=True)
 class CameraEstimate:
-    """One camera as the rig calibration currently sees it. T_ref_cam is None while uncalibrated; quality in
-    [0, 1] (0 uncalibrated, 1 converged with a small reprojection error)."""
+    """One camera as the rig calibration currently sees it. T_ref_cam is None while uncalibrated (``hold``: why,
+    core/rig_calibration.py CalibrationHold with this rig's numbers); quality in [0, 1] (0 uncalibrated, 1
+    converged with a small reprojection error)."""
 
     name: str
     camera: PinholeCamera
@@ -102,6 +110,7 @@ class CameraEstimate:
     observations: int
     converged: bool
     quality: float
+    hold: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,8 @@ class MultiviewResult:
     timings_ms: dict[str, float]
     calibration_changed: bool = False
     warnings: list[str] = field(default_factory=list)
+    # why cameras are not calibrated yet (RigCalibrator.reason), '' when none is held back
+    calibration_reason: str = ""
 
 
 @dataclass
@@ -239,8 +250,7 @@ class MultiviewPipeline:
             HandViews({o.view: o.pixels for o in group}, {o.view: o.joints_cam for o in group}, hand=side)
             for side, group in groups.items()
         ]
-        changed = calibrator.observe(hand_views, adjust=False)
-        changed |= self._adjust_calibration()
+        changed = self._calibrate(hand_views, warnings)
         calibrated = time.perf_counter()
         hands = []
         for side, group in groups.items():
@@ -250,6 +260,8 @@ class MultiviewPipeline:
         fused = time.perf_counter()
         if len(self.camera_names) == 1:
             warnings.append("single camera: hands are the monocular result of that camera")
+        if calibrator.reason:
+            warnings.append(f"not calibrated yet, hands seen there are monocular: {calibrator.reason}")
         return MultiviewResult(
             stamp_ns=stamp_ns,
             hands=hands,
@@ -265,15 +277,28 @@ class MultiviewPipeline:
             },
             calibration_changed=changed,
             warnings=warnings,
+            calibration_reason=calibrator.reason,
         )
+
+    def _calibrate(self, hand_views: list[HandViews], warnings: list[str]) -> bool:
+        """The calibrate stage (module notes, step 4); True when the rig changed. Its evidence checks keep
+        degenerate geometry out of the solvers; a numerical failure they did not foresee costs this frame's
+        calibration update (a warning), not the frame."""
+        try:
+            changed = self.calibrator.observe(hand_views, adjust=False)
+            return self._adjust_calibration() or changed
+        except np.linalg.LinAlgError as error:
+            LOG.warning("calibration update failed numerically (%s): calibration unchanged", error)
+            warnings.append(f"calibration update failed numerically ({error}): calibration unchanged this frame")
+            return False
 
     def _adjust_calibration(self) -> bool:
         """Apply a finished background adjustment and start the next one when due (or run it here)."""
         calibrator = self.calibrator
         applied = False
         if self._adjusting is not None and self._adjusting.done():
-            applied = calibrator.apply_adjustment(self._adjusting.result())
-            self._adjusting = None
+            adjusting, self._adjusting = self._adjusting, None
+            applied = calibrator.apply_adjustment(adjusting.result())
         if self._adjusting is None and calibrator.adjustment_due:
             job = calibrator.adjustment_job()
             if job is not None and self.config.background_calibration:
@@ -303,6 +328,7 @@ class MultiviewPipeline:
                     observations=camera.observations,
                     converged=camera.converged,
                     quality=float(quality),
+                    hold=camera.hold_detail,
                 )
             )
         return estimates
@@ -414,19 +440,34 @@ class MultiviewPipeline:
             self._check_moved(pixels, warnings)
             usable = [o for o in usable if calibrator.cameras[o.view].calibrated]
         if len(usable) >= 2:
-            pixels = {o.view: o.pixels for o in usable}
-            joints, errors = calibrator.triangulate(pixels)
-            worst = max(errors, key=lambda v: errors[v])
-            if len(usable) >= 3 and errors[worst] > self.config.view_gate_px:
-                del pixels[worst]
-                joints, errors = calibrator.triangulate(pixels)
-            if np.isfinite(joints).all():
-                return self._fitted(side, joints, [o for o in usable if o.view in pixels], errors, stamp_ns)
+            try:
+                hand = self._triangulated(side, usable, stamp_ns)
+            except np.linalg.LinAlgError as error:
+                hand = None
+                warnings.append(f"{side.value} hand: triangulation failed numerically ({error}), monocular result")
+            if hand is not None:
+                return hand
         best = max(usable, key=lambda o: o.detection.score)
-        warnings.append(
-            f"{side.value} hand: one calibrated camera ({calibrator.cameras[best.view].name}) sees it, monocular result"
-        )
+        name = calibrator.cameras[best.view].name
+        if len(usable) >= 2:
+            warnings.append(f"{side.value} hand: its calibrated views cannot triangulate it, monocular result ({name})")
+        elif len(group) == 1:  # seen by uncalibrated cameras too: the rig-level reason says why (process())
+            warnings.append(f"{side.value} hand: one calibrated camera ({name}) sees it, monocular result")
         return self._monocular(side, best, stamp_ns)
+
+    def _triangulated(self, side: HandSide, usable: list[_Observed], stamp_ns: int) -> FusedHand | None:
+        """The hand triangulated from calibrated views (the worst left out of three or more when it disagrees),
+        or None where the views do not determine every joint (too little parallax)."""
+        calibrator = self.calibrator
+        pixels = {o.view: o.pixels for o in usable}
+        joints, errors = calibrator.triangulate(pixels)
+        worst = max(errors, key=lambda v: np.nan_to_num(errors[v], nan=np.inf))
+        if len(usable) >= 3 and not errors[worst] <= self.config.view_gate_px:
+            del pixels[worst]
+            joints, errors = calibrator.triangulate(pixels)
+        if not np.isfinite(joints).all():
+            return None
+        return self._fitted(side, joints, [o for o in usable if o.view in pixels], errors, stamp_ns)
 
     def _check_moved(self, pixels: dict[int, np.ndarray], warnings: list[str]) -> None:
         """Leave-one-out check of each view against the others' triangulation (needs two others)."""

@@ -133,3 +133,21 @@ def test_bundle_adjustment_leaves_out_observations_beyond_the_outlier_gate():
     assert not result.used[2, :30].any()
     assert result.observations[2] == 270
     assert rotation_errors_deg(result.T_cam_ref, rig).max() < 0.3
+
+
+def test_triangulation_leaves_points_without_parallax_undetermined():
+    """Identical or co-located cameras (the same image on two cameras, cameras 1 mm apart) make the linear system
+    rank-deficient: those points are NaN, not an exception or an arbitrary depth; a third distinct view fixes them."""
+    rng = np.random.default_rng(2)
+    intrinsics, rig, ref_from_world = make_rig(rng, views=2)
+    points = points_in_reference(rng, ref_from_world, 30)
+    near = rig[[0, 0]].copy()
+    near[1, 0, 3] -= 0.001  # the second camera 1 mm to the side of the first
+    for pair in (rig[[0, 0]], near):
+        pixels = project_points(intrinsics[[0, 0]], pair, points) + rng.normal(0, 0.5, (2, 30, 2))
+        assert np.isnan(triangulate_points(intrinsics[[0, 0]], pair, pixels)).all()
+    same = project_points(intrinsics[[0, 0]], rig[[0, 0]], points)  # exactly the same pixels twice
+    assert np.isnan(triangulate_points(intrinsics[[0, 0]], rig[[0, 0]], same)).all()
+    three = np.concatenate([rig[[0, 0]], rig[[1]]])
+    pixels = project_points(intrinsics[[0, 0, 1]], three, points)
+    np.testing.assert_allclose(triangulate_points(intrinsics[[0, 0, 1]], three, pixels), points, atol=1e-7)

@@ -8,14 +8,14 @@ from hand_scene_perception.backends.base import HandDetection
 from hand_scene_perception.core import metrics
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.hand_model import HandSide
-from hand_scene_perception.core.rig_calibration import CalibrationConfig, RigState
+from hand_scene_perception.core.rig_calibration import CalibrationConfig, CalibrationHold, RigState
 from hand_scene_perception.eval.multiview import (
     OracleViewDetector,
     camera_errors,
     evaluate_multiview_sequence,
 )
 from hand_scene_perception.pipelines.multiview import MultiviewConfig, MultiviewPipeline, ViewFrame
-from hand_scene_perception.synth.multiview import MultiViewSequence
+from hand_scene_perception.synth.multiview import MultiViewFrame, MultiViewSequence
 
 NS = 1_000_000_000
 # adjustments inside process(): results independent of thread timing
@@ -301,3 +301,59 @@ def test_two_cameras_hold_unknown_focal_lengths_and_calibrate_well_with_camera_i
     with_info = evaluate_multiview_sequence(1, 100, 2, 1, oracle=True, noise_px=2.0, camera_info=True)
     assert with_info["rot_err_deg"] < 1.0 and with_info["trans_dir_err_deg"] < 2.0
     assert with_info["focal_err_pct"] == 0.0 and with_info["pa_mpjpe_mm"] < 5.0
+
+
+def _line_motion(frame_index: int, start: MultiViewFrame) -> list[np.ndarray]:
+    """The start frame's hand translated back and forth along one direction (8 cm either way)."""
+    direction = np.array([1.0, 0.3, 0.0]) / np.linalg.norm([1.0, 0.3, 0.0])
+    return [start.joints_world[0] + 0.08 * np.sin(frame_index / 10) * direction]
+
+
+# case: (how the second camera sees the scene, how the hand moves, the hold expected)
+DEGENERATE_CASES = {
+    "same image on two cameras": ("same", "free", CalibrationHold.SMALL_BASELINE),
+    "cameras 1 mm apart": ("1mm", "free", CalibrationHold.SMALL_BASELINE),
+    "static hand": ("distinct", "static", CalibrationHold.STATIC_HAND),
+    "hand moving along one line": ("distinct", "line", CalibrationHold.COLLINEAR_MOTION),
+}
+
+
+@pytest.mark.parametrize("case", DEGENERATE_CASES)
+def test_degenerate_geometry_gives_monocular_hands_with_the_reason_then_calibrates(case):
+    """40 frames of degenerate geometry: every frame has its hand, monocular, the rig uncalibrated with the reason and
+    no exception; then distinct viewpoints and a freely moving hand: the same pipeline calibrates and fuses."""
+    viewpoint, motion, expected = DEGENERATE_CASES[case]
+    sequence = MultiViewSequence(1, num_views=2, num_hands=1)
+    frames = list(sequence.frames(140, render=False))
+    camera = sequence.views[0].camera  # both cameras get it as CameraInfo (two-camera rigs need it, see above)
+    w2c0, w2c1 = sequence.views[0].world_to_camera, sequence.views[1].world_to_camera
+    beside = w2c0.copy()
+    beside[0, 3] -= 0.001
+    second = {"same": w2c0, "1mm": beside, "distinct": w2c1}[viewpoint]
+    rng = np.random.default_rng(0)
+    detectors = [ScriptedDetector(), ScriptedDetector()]
+    image = np.zeros((camera.height, camera.width, 3), np.uint8)
+    with MultiviewPipeline(["cam0", "cam1"], SYNC, detectors=detectors) as pipeline:
+        for index, frame in enumerate(frames):
+            degenerate = index < 40
+            joints = {"free": frame.joints_world, "static": frames[0].joints_world,
+                      "line": _line_motion(index, frames[0])}[motion if degenerate else "free"]  # fmt: skip
+            detectors[0].detections = detections_from(joints, frame.sides, camera, w2c0, rng, noise_px=1.0)
+            if degenerate and viewpoint == "same":
+                detectors[1].detections = detectors[0].detections  # one stream wired to two names
+            else:
+                pose = second if degenerate else w2c1
+                detectors[1].detections = detections_from(joints, frame.sides, camera, pose, rng, noise_px=1.0)
+            result = pipeline.process([ViewFrame(image, round(frame.stamp * NS), camera)] * 2)
+            if degenerate:
+                (hand,) = result.hands
+                assert hand.monocular and result.state is RigState.UNCALIBRATED
+                assert result.calibration_reason in result.warnings[-1]
+            if index == 39:
+                held = pipeline.calibrator.cameras[1]
+                assert held.hold is expected and result.calibration_reason == f"cam1: {held.hold_detail}"
+        assert result.state in (RigState.CONVERGING, RigState.CONVERGED) and not result.calibration_reason
+        (hand,) = result.hands
+        assert not hand.monocular and hand.views == ("cam0", "cam1")
+        errors = camera_errors(result.cameras, sequence)
+        assert errors["rotation"][1] < 1.5 and errors["direction"][1] < 3.0

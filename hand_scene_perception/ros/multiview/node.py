@@ -283,6 +283,9 @@ class MultiviewFusionNode(PipelineNode):
             outputs["hand_markers"].publish(out.markers.serialized())
         self._fused += 1
         self._hands = len(out.result.hands)
+        if out.result.hands:  # HandArray carries no monocular flag: consumers read these counts from diagnostics
+            self._sets_with_hands += 1
+            self._monocular_sets += all(hand.monocular for hand in out.result.hands)
         self._processing_ms.append(1e3 * (time.perf_counter() - taken))
         if out.calibration_file_error is not None:
             self._calibration_file_status = out.calibration_file_error
@@ -311,6 +314,8 @@ class MultiviewFusionNode(PipelineNode):
         self._received = [0] * count
         self._rates = [RateMeter(window_s=5.0) for _ in range(count)]
         self._fused = 0
+        self._sets_with_hands = 0
+        self._monocular_sets = 0
         self._dropped_busy = 0
         self._hands = 0
 
@@ -324,14 +329,21 @@ class MultiviewFusionNode(PipelineNode):
         if publisher is None or processor is None:
             return
         now_ns = self.get_clock().now().nanoseconds
-        level, message = self._overall_status("no fused set yet" if self._inputs and self._fused == 0 else None)
+        reason = "" if processor.pipeline.calibrator is None else processor.pipeline.calibrator.reason
+        condition = "no fused set yet" if self._inputs and self._fused == 0 else None
+        if condition is None and reason:
+            condition = f"not calibrated yet, hands seen there are monocular: {reason}"
+        level, message = self._overall_status(condition)
         timings = self.processing_times_ms()
         sync = self._sync
         values = {
             "cameras": len(self._names),
             "calibration_state": RigState(processor.state).name.lower(),
+            "calibration_reason": reason or "none",
             "calibration_file": self._calibration_file_status,
             "fused_sets": self._fused,
+            "sets_with_hands": self._sets_with_hands,
+            "monocular_sets": self._monocular_sets,
             "processing_ms": sum(timings) / len(timings) if timings else 0.0,
             "dropped_busy": self._dropped_busy,
             "input_errors": self._input_errors,
@@ -349,6 +361,8 @@ class MultiviewFusionNode(PipelineNode):
                 camera_level, camera_message = WARN, "no image received yet"
             elif name not in live:
                 camera_level, camera_message = WARN, "left out: its images lag the others by over the view timeout"
+            elif estimate is not None and estimate.hold:
+                camera_level, camera_message = WARN, f"not calibrated yet: {estimate.hold}"
             camera_values = {
                 "input_rate_hz": self._rates[index].rate_hz(now_ns),
                 "images": self._received[index],
