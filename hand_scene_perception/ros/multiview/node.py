@@ -255,6 +255,10 @@ class MultiviewFusionNode(PipelineNode):
                 self._input_errors += 1
                 self._report(ERROR, f"set skipped: {error}")
                 continue
+            except Exception as error:  # a stage failed (a detector, the fit): that set is lost, never the worker
+                self._processing_errors += 1
+                self._report(ERROR, f"set failed: {type(error).__name__}: {error}")
+                continue
             self._publish(out, taken)
 
     def _info_pending(self, images: list, infos: list) -> bool:
@@ -316,6 +320,7 @@ class MultiviewFusionNode(PipelineNode):
         self._received = [0] * count
         self._rates = [RateMeter(window_s=5.0) for _ in range(count)]
         self._fused = 0
+        self._processing_errors = 0
         self._dropped_busy = 0
         self._hands = 0
 
@@ -340,6 +345,7 @@ class MultiviewFusionNode(PipelineNode):
             "processing_ms": sum(timings) / len(timings) if timings else 0.0,
             "dropped_busy": self._dropped_busy,
             "input_errors": self._input_errors,
+            "processing_errors": self._processing_errors,
             "hands": self._hands,
             "time_jumps": 0 if sync is None else sync.time_jumps,
         }
