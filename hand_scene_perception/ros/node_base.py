@@ -335,6 +335,11 @@ def spin_node(
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A signal can shut the context down between the executor's check and its wait set (rclpy raises
+        # RCLError "the given context is not valid" then, seen once in ~20 SIGTERMs): a stop like the others.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
