@@ -18,9 +18,11 @@ the live rig.
 A set is the newest group with one item per live stream, all within ``tolerance_ns`` of the anchor: an item of the
 live stream that is furthest behind (every set needs one of its items). Streams that are not live are None in the
 set. Each stream's stamps must increase: a repeated or slightly older stamp is dropped (a frozen driver re-sending
-its last frame), a step back by more than the tolerance means the clock went back (a looped bag, a restarted
-simulator): every queue is cleared and ``on_time_jump(previous_ns, new_ns)`` is called. A stream never seen is
-waited for until the others have advanced ``timeout_ns`` past the first stamp (by the same rule).
+its last frame), a step back by more than the tolerance means that stream's clock went back: its queue and stamp
+history restart and ``on_time_jump(previous_ns, new_ns)`` is called. Only that stream restarts, so one camera
+with a broken clock leaves the others' sets alone (it lags, so it is left out until its stamps are in line again),
+and a looped bag or a restarted simulator restarts each camera in turn as its stamps go back. A stream never seen
+is waited for until the others have advanced ``timeout_ns`` past the first stamp (by the same rule).
 """
 
 from __future__ import annotations
@@ -151,8 +153,8 @@ class StampPairer:
 
 class ViewSynchronizer:
     """Group items of ``streams`` by stamp (module notes). Counts per stream: ``dropped`` (received, never in a
-    set), ``left_out`` (sets formed without it); ``matched`` sets and ``time_jumps`` in all. :meth:`reset` keeps
-    the counts."""
+    set), ``left_out`` (sets formed without it); ``matched`` sets and ``time_jumps`` (streams whose stamps went
+    back) in all. :meth:`reset` keeps the counts."""
 
     def __init__(
         self,
@@ -193,6 +195,14 @@ class ViewSynchronizer:
         self._previous = dict.fromkeys(self.streams)
         self._first = self._last_set = None
 
+    def _restart(self, stream: str) -> None:
+        """Forget one stream's queue (counted) and stamp history; the last set's stamp too, since sets may go back
+        in time now (every other queue only holds items newer than that set)."""
+        self.dropped[stream] += len(self._queues[stream])
+        self._queues[stream].clear()
+        self._newest[stream] = self._previous[stream] = None
+        self._last_set = None
+
     def live(self) -> list[str]:
         """The streams that take part in the next set (module notes)."""
         shown = [stamp for stamp in self._previous.values() if stamp is not None]
@@ -214,7 +224,7 @@ class ViewSynchronizer:
         newest = self._newest[stream]
         if newest is not None and stamp < newest - self.tolerance_ns:
             self.time_jumps += 1
-            self.reset()
+            self._restart(stream)
             if self.on_time_jump is not None:
                 self.on_time_jump(newest, stamp)
         elif newest is not None and stamp <= newest:

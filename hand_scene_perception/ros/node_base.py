@@ -10,6 +10,7 @@ its own fields in :meth:`_init_state`, and implements ``on_configure``/``on_acti
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from abc import ABCMeta, abstractmethod
@@ -395,14 +396,41 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         """Publish the node's /diagnostics status now (also called on every reported problem)."""
 
 
-def spin_node(factory: Callable[[], PipelineNode], args: list[str] | None = None) -> None:
-    """`ros2 run` entry point body: start rclpy, spin the node until Ctrl-C, tear down cleanly."""
+def restore_default_sigterm() -> None:
+    """Give SIGTERM back its default disposition, so that rclpy's handler (installed by ``rclpy.init``) ends the node.
+
+    Why: importing pycolmap (core/multiview_geometry.py, so the multiview node) installs glog's failure signal
+    handler on SIGTERM, which prints a native stack trace and kills the process (status -15). rclpy's handler
+    shuts the context down and then calls the handler it replaced, so with glog's there SIGTERM still aborts.
+    Call it from the main thread after the node's modules are imported and before ``rclpy.init``.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def spin_node(
+    factory: Callable[[], PipelineNode],
+    args: list[str] | None = None,
+    on_running: Callable[[PipelineNode], None] | None = None,
+) -> None:
+    """`ros2 run` and `hand-scene launch` body: start rclpy, create the node (``on_running`` is told), spin it until
+    SIGINT or SIGTERM (Ctrl-C, `ros2 launch`, systemd), then tear down cleanly: the worker finishes its frame, the
+    pipeline's threads and detectors are released, a save on exit is written, and the process exits 0."""
+    restore_default_sigterm()
     rclpy.init(args=args)
-    node = factory()
+    node = None
     try:
+        node = factory()
+        if on_running is not None:
+            on_running(node)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A signal can shut the context down between the executor's check and its wait set (rclpy raises
+        # RCLError "the given context is not valid" then, seen once in ~20 SIGTERMs): a stop like the others.
+        if rclpy.ok():
+            raise
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()

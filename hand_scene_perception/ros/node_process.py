@@ -21,7 +21,7 @@ from typing import IO
 
 from .launch.runner import ensure_local_discovery, use_shipped_dds_profile
 
-# Ctrl-C to exit: the node finishes the frame under way, stops its worker and releases the detector.
+# Ctrl-C or SIGTERM to exit: the node finishes the frame under way, stops its worker and releases the detector.
 STOP_TIMEOUT_S = 15.0
 LOG_TAIL_LINES = 25
 
@@ -78,23 +78,25 @@ class NodeProcess:
             return f"    (log unreadable: {error})"
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
-        """SIGINT (Ctrl-C), then wait; returns the exit status. NodeProcessError when it exited before, needed a
-        kill after ``timeout_s`` or stopped with a non-zero status."""
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S, signum: signal.Signals = signal.SIGINT) -> int:
+        """``signum`` (SIGINT: Ctrl-C; SIGTERM: what systemd and `ros2 launch` escalate to), then wait; returns the
+        exit status. NodeProcessError when it exited before, needed a kill after ``timeout_s`` or stopped with a
+        non-zero status."""
         process = self._process
         if process is None:
             raise NodeProcessError("the node process was never started")
         try:
             self.check_running()
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
+            name = signal.Signals(signum).name
             try:
                 self.returncode = process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 process.kill()
                 self.returncode = process.wait()
-                raise self.failure(f"the node did not stop within {timeout_s:g} s of SIGINT; killed it") from None
+                raise self.failure(f"the node did not stop within {timeout_s:g} s of {name}; killed it") from None
             if self.returncode != 0:
-                raise self.failure(f"the node stopped with status {self.returncode} after SIGINT")
+                raise self.failure(f"the node stopped with status {self.returncode} after {name}")
             return self.returncode
         finally:
             self._close_log()

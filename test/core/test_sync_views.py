@@ -81,8 +81,17 @@ def test_a_jump_back_restarts_and_reports():
     jumps = []
     sync = _sync(on_time_jump=lambda previous, new: jumps.append((previous // MS, new // MS)))
     _frame(sync, 5000)
-    assert _frame(sync, 1000) == {"a": "a@1000", "b": "b@1000", "c": "c@1000"}
-    assert jumps == [(5000, 1000)] and sync.time_jumps == 1
+    assert _frame(sync, 1000) is None, "each camera restarts as its stamps go back, behind the others until the last"
+    assert jumps == [(5000, 1000)] * 3 and sync.time_jumps == 3
+    assert _frame(sync, 1033) == {"a": "a@1033", "b": "b@1033", "c": "c@1033"}
+
+
+def test_one_stream_going_back_leaves_the_others_sets_alone():
+    sync = _sync()
+    _frame(sync, 5000)
+    assert sync.push("a", 1000 * MS, "a@1000") is None and sync.time_jumps == 1
+    assert _frame(sync, 5033, streams=("b", "c")) == {"a": None, "b": "b@5033", "c": "c@5033"}, "a lags: left out"
+    assert _frame(sync, 5066) == {"a": "a@5066", "b": "b@5066", "c": "c@5066"}, "a in line again"
 
 
 def test_a_stream_never_seen_is_waited_for_until_the_timeout():

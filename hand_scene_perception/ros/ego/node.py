@@ -432,5 +432,5 @@ class EgoReconstructionNode(PipelineNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    """`ros2 run hand_scene_perception ego_reconstruction`: spin until Ctrl-C."""
+    """`ros2 run hand_scene_perception ego_reconstruction`: spin until Ctrl-C or SIGTERM."""
     spin_node(EgoReconstructionNode, args)

@@ -2,7 +2,7 @@
 
 The same plan (ros/launch/plan.py: ``ego_launch_plan``, ``multiview_launch_plan``) that ``launch/<system>.launch.py``
 turns into launch_ros actions is turned here into node arguments for the system's node class, which then spins
-until Ctrl-C. Nodes that cannot run in this process (rviz2) are printed as a command to start beside it.
+until Ctrl-C or SIGTERM. Nodes that cannot run in this process (rviz2) are printed as a command to start beside it.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def run_launch(
     out: TextIO | None = None,
 ) -> int:
     """Check the arguments, print or run the plan of ``system`` (ego, multiview): its node spins here until
-    Ctrl-C, then shuts down cleanly.
+    Ctrl-C or SIGTERM, then shuts down cleanly (node_base.spin_node).
 
     ``user_ros_arguments`` (what follows ``--ros-args``) come after the plan's own, so they win, as on a robot.
     """
@@ -143,31 +143,24 @@ def run_launch(
                 flush=True,
             )
 
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from ..node_base import spin_node
 
     node_class = _node_class(system)
     user = list(user_ros_arguments)
-    rclpy.init(args=["hand-scene", "--ros-args", *user] if user else None)
-    node = None
-    try:
-        node = node_class(
-            node_name=node_spec.name,
-            namespace=node_spec.namespace or None,
-            cli_args=node_ros_arguments(node_spec) + user,
-        )
+
+    def announce(node) -> None:
         print(
             f"hand-scene launch: {node.get_fully_qualified_name()} running "
-            f"({DISCOVERY_VARIABLE}={os.environ[DISCOVERY_VARIABLE]}); Ctrl-C stops it",
+            f"({DISCOVERY_VARIABLE}={os.environ[DISCOVERY_VARIABLE]}); Ctrl-C or SIGTERM stops it",
             file=out,
             flush=True,
         )
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+
+    spin_node(
+        lambda: node_class(node_name=node_spec.name, namespace=node_spec.namespace or None,
+                           cli_args=node_ros_arguments(node_spec) + user),
+        args=["hand-scene", "--ros-args", *user] if user else None,
+        on_running=announce,
+    )  # fmt: skip
     print("hand-scene launch: stopped", file=out, flush=True)
     return 0

@@ -83,6 +83,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                               "s [configure]", 0.1, 60.0)),
     "save_directory": ("multiview_outputs", text_param(
         f"directory ~/save_calibration writes {CALIBRATION_FILE_NAME} into when the request names none [live]")),
+    "save_calibration_on_exit": (False, text_param(
+        f"write {CALIBRATION_FILE_NAME} into save_directory (atomically) when the node stops: SIGINT, SIGTERM, "
+        "lifecycle shutdown or cleanup [live]")),
     **COMMON_PARAMETERS,
 }  # fmt: skip
 _CHOICES = COMMON_CHOICES
@@ -250,6 +253,10 @@ class MultiviewFusionNode(PipelineNode):
                 self._input_errors += 1
                 self._report(ERROR, f"set skipped: {error}")
                 continue
+            except Exception as error:  # a stage failed (a detector, the fit): that set is lost, never the worker
+                self._processing_errors += 1
+                self._report(ERROR, f"set failed: {type(error).__name__}: {error}")
+                continue
             self._publish(out, taken)
 
     def _info_pending(self, images: list, infos: list) -> bool:
@@ -316,6 +323,7 @@ class MultiviewFusionNode(PipelineNode):
         self._fused = 0
         self._sets_with_hands = 0
         self._monocular_sets = 0
+        self._processing_errors = 0
         self._dropped_busy = 0
         self._hands = 0
 
@@ -347,6 +355,7 @@ class MultiviewFusionNode(PipelineNode):
             "processing_ms": sum(timings) / len(timings) if timings else 0.0,
             "dropped_busy": self._dropped_busy,
             "input_errors": self._input_errors,
+            "processing_errors": self._processing_errors,
             "hands": self._hands,
             "time_jumps": 0 if sync is None else sync.time_jumps,
         }
@@ -397,12 +406,29 @@ class MultiviewFusionNode(PipelineNode):
         self.get_logger().info(message)
         return True, message
 
+    def _save(self, directory: Path) -> Path:
+        """Write the rig calibration into ``directory`` (created if needed), atomically; OSError, RuntimeError
+        (nothing fused yet) or ValueError when it cannot."""
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            return self._processor.save_calibration(directory / CALIBRATION_FILE_NAME)
+
+    def _release(self) -> None:
+        """Save the calibration first when save_calibration_on_exit asks for it (a stop must not lose what the rig
+        learnt), then free the models, threads, publishers, services and timers."""
+        if self._processor is not None and self._param("save_calibration_on_exit"):
+            directory = Path(self._param("save_directory")).expanduser()
+            logger = self.get_logger()
+            try:
+                logger.info(f"saved the rig calibration to {self._save(directory)} on exit")
+            except (OSError, RuntimeError, ValueError) as error:
+                logger.error(f"save on exit to {str(directory)!r} failed: {error}")
+        super()._release()
+
     def _on_save(self, request: SaveToPath.Request, response: SaveToPath.Response) -> SaveToPath.Response:
         directory = Path(request.directory or self._param("save_directory")).expanduser()
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with self._lock:
-                path = self._processor.save_calibration(directory / CALIBRATION_FILE_NAME)
+            path = self._save(directory)
         except (OSError, RuntimeError, ValueError) as error:
             response.success, response.message = False, f"save to {str(directory)!r} failed: {error}"
             return response
@@ -429,5 +455,5 @@ class MultiviewFusionNode(PipelineNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    """`ros2 run hand_scene_perception multiview_fusion`: spin until Ctrl-C."""
+    """`ros2 run hand_scene_perception multiview_fusion`: spin until Ctrl-C or SIGTERM."""
     spin_node(MultiviewFusionNode, args)
