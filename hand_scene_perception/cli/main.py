@@ -7,11 +7,11 @@ One module per sub-command (its arguments and its handler); each imports its hea
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..core.threads import use_single_threaded_math
 from . import bench, convert_gt, demo, detect, eval, hand_model_figure, launch, process, record, replay, run, video2bag
 
 COMMANDS = (demo, hand_model_figure, detect, run, eval, convert_gt, bench, video2bag, replay, record, process, launch)
@@ -29,11 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen sub-command; user errors exit 2 with a message, not a traceback."""
-    # The per-frame maths is many tiny matrices: BLAS and torch thread pools only add overhead there, and the
-    # pipeline already runs MediaPipe and odometry side by side on the cores. Must precede numpy's import, which
-    # building the parser already does (the backend and hand-model names).
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    use_single_threaded_math()  # before numpy's import, which building the parser already does
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if args.command == "launch":  # ros2-launch-style NAME:=VALUE items may follow options too (argparse stops at them)

@@ -164,6 +164,11 @@ class _Listener:
 
         return store
 
+    def node_inputs_connected(self) -> bool:
+        """Whether the node's last diagnostics said every input topic has a publisher connected."""
+        with self.lock:
+            return self.node_values.get("inputs_without_publisher") == "none"
+
     def last_hands_at(self) -> float:
         """Arrival time of the latest HandArray (0 when none came)."""
         with self.lock:
@@ -237,6 +242,10 @@ def _replay(node: NodeProcess, input_bag: Path, recorded: Path, image_topic: str
                 _wait_for(node, lambda: player.wait_for_subscribers(0.1), "the ego node to subscribe to the camera")
                 _wait_for(node, lambda: recorder.subscribed(image_topic) and recorder.subscribed(OVERLAY_TOPIC),
                           "the recorder to subscribe to the image and the overlay")  # fmt: skip
+                # Discovery is two-sided: the player may see the node's subscription before that subscription
+                # sees the player (camera_info was then lost for the first 0.9 s of a 1 s replay, every frame
+                # skipped); the node's diagnostics say when each of its inputs has its publisher.
+                _wait_for(node, listener.node_inputs_connected, "the ego node's inputs to see the player")
                 say(f"demo: replaying at {rate:g}x over DDS (localhost) and recording the image and the node's "
                     f"outputs to {recorded} ...")
                 stats = _play_watched(player, node)

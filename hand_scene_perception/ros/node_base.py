@@ -29,6 +29,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from ..backends.registry import BACKEND_NAMES
 from ..core.hand_model.factory import HAND_MODEL_NAMES
+from ..core.threads import use_single_threaded_math
 from .diagnostics import ERROR, OK, WARN
 
 QOS_CHOICES = ("AUTO", "SENSOR_DATA", "SYSTEM_DEFAULT", "RELIABLE", "BEST_EFFORT")
@@ -86,9 +87,18 @@ COMMON_CHOICES: dict[str, Sequence[str]] = {"backend": BACKEND_NAMES, "hand_mode
                                             "qos_image": QOS_CHOICES, "qos_camera_info": QOS_CHOICES}
 
 
+# Messages an input subscription keeps until the executor takes them. With one, a message is replaced whenever the
+# executor thread waits for the interpreter lock longer than a frame period (the worker and the odometry thread run
+# Python too), although the worker may be idle by then. Measured (2 cores, publisher in another process, reliable):
+# the demo's node received 91-97 of 150 images with 1, 133-144 with 3; the multiview node on a 15 Hz two-camera rig
+# 120 and 146 of 150 images per camera with 1. Latency does not build up: the executor drains a backlog at once,
+# the stamp synchronisers keep the newest set and the worker's one-slot mailbox the newest of those.
+INPUT_QUEUE_DEPTH = 3
+
+
 def qos_profile(name: str, offered: Sequence[ReliabilityPolicy] = ()) -> QoSProfile:
-    """Subscription QoS from its parameter word, always keeping one message (latency never builds up); AUTO
-    takes the reliability :func:`matched_reliability` gives for the ``offered`` reliabilities of the publishers."""
+    """Subscription QoS from its parameter word, keeping :data:`INPUT_QUEUE_DEPTH` messages; AUTO takes the
+    reliability :func:`matched_reliability` gives for the ``offered`` reliabilities of the publishers."""
     if name == "AUTO":
         reliability = matched_reliability(offered)
     elif name == "SENSOR_DATA":
@@ -99,7 +109,7 @@ def qos_profile(name: str, offered: Sequence[ReliabilityPolicy] = ()) -> QoSProf
         reliability = ReliabilityPolicy.BEST_EFFORT
     else:
         raise ValueError(f"QoS must be one of {', '.join(QOS_CHOICES)}, got {name!r}")
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=INPUT_QUEUE_DEPTH, reliability=reliability,
                       durability=DurabilityPolicy.VOLATILE)  # fmt: skip
 
 
@@ -276,9 +286,19 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
             self._inputs.append(self.create_subscription(kind, topic, callback, qos_profile(qos_word)))
             return
         self._inputs.append(AutoQosInput(self, kind, topic, callback))
-        if self._qos_timer is None:  # (steady: sim time may stand still or jump)
-            self._qos_timer = self.create_timer(QOS_FOLLOW_PERIOD_S, self._follow_publishers,
-                                                clock=Clock(clock_type=ClockType.STEADY_TIME))  # fmt: skip
+        if self._qos_timer is None:
+            self._qos_timer = self.create_steady_timer(QOS_FOLLOW_PERIOD_S, self._follow_publishers)
+
+    def create_steady_timer(self, period_s: float, callback: Callable[[], None]):
+        """A timer on the steady clock: it keeps ticking while sim time stands still or jumps (a paused bag, a
+        simulator not started yet), so diagnostics still say what the node is waiting for."""
+        return self.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def inputs_without_publisher(self) -> list[str]:
+        """Input topics that no publisher is connected to yet, as this node's subscriptions see it (a misspelt
+        topic, a camera not started, or discovery still under way: the publisher may already see this node)."""
+        subscriptions = [entry.subscription if isinstance(entry, AutoQosInput) else entry for entry in self._inputs]
+        return [s.topic_name for s in subscriptions if s.get_publisher_count() == 0]
 
     def _follow_publishers(self) -> None:
         for entry in self._inputs:
@@ -416,6 +436,7 @@ def spin_node(
     SIGINT or SIGTERM (Ctrl-C, `ros2 launch`, systemd), then tear down cleanly: the worker finishes its frame, the
     pipeline's threads and detectors are released, a save on exit is written, and the process exits 0."""
     restore_default_sigterm()
+    use_single_threaded_math()  # `ros2 run` / `ros2 launch` start here, not through the hand-scene command
     rclpy.init(args=args)
     node = None
     try:

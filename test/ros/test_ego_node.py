@@ -21,7 +21,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -108,8 +108,9 @@ def test_outputs_frames_tf_cloud_paths(harness, frames):
     assert harness.node.dropped_frames() == 0
 
 
-def test_markers_and_paths_follow_the_visualization_rate_while_hands_go_out_every_frame(context, frames):
+def test_visual_outputs_follow_the_visualization_rate_while_hands_go_out_every_frame(context, frames):
     listen = {"hands": (HandArray, 10), "hand_markers": (MarkerArray, 10), "/diagnostics": (DiagnosticArray, 50),
+              "overlay": (Image, 10),
               **{f"hand_paths/{side}": (PathMsg, 10) for side in ("left", "right")}}  # fmt: skip
     # One visual update per 1000 s: only the first frame's.
     rig = NodeHarness(context, _node(context, frames, visualization_rate_hz=0.001), listen=listen)
@@ -121,6 +122,7 @@ def test_markers_and_paths_follow_the_visualization_rate_while_hands_go_out_ever
         assert rig.wait_for(lambda: len(rig.messages("hand_markers")) >= 1)
         assert len(rig.messages("hands")) == NUM_FRAMES
         assert len(rig.messages("hand_markers")) == 1 and len(rig.messages("hand_paths/left")) == 1
+        assert len(rig.messages("overlay")) == 1
         # The node's per-stage times and processed rate are in its diagnostics.
         assert rig.wait_for(lambda: any(any(v.key == "stage_fit_ms" for v in status.values)
                                         for status in _statuses(rig)))  # fmt: skip
@@ -348,5 +350,23 @@ def test_use_sim_time_follows_clock(context, frames):
         assert rig.wait_for(lambda: any(a.header.stamp.sec == 1234 for a in rig.messages("/diagnostics")))
         assert rig.wait_for(lambda: len(rig.messages("hands")) == 1)
         assert rig.messages("hands")[0].header.stamp.nanosec == frame_stamp(frames[0]) % 10**9  # image stamp
+    finally:
+        rig.close()
+
+
+def test_diagnostics_name_the_inputs_no_publisher_is_connected_to(context, frames):
+    # A misspelt topic or a camera not started: the node says which input it waits for, also while sim time stands
+    # still (its diagnostics tick on the steady clock).
+    listen = {"/diagnostics": (DiagnosticArray, 50)}
+    inputs = {"image": Image, "camera_info": CameraInfo}  # no depth publisher
+    rig = NodeHarness(context, _node(context, frames, use_sim_time=True), listen=listen, inputs=inputs)
+    try:
+        assert rig.wait_for(lambda: rig.node.inputs_without_publisher() == ["/depth"])
+        assert rig.wait_for(lambda: any(
+            {v.key: v.value for v in status.values}.get("inputs_without_publisher") == "/depth"
+            and status.message.endswith("no image received yet (no publisher on /depth)") for status in _statuses(rig)))
+        depth = rig.source.create_publisher(Image, "depth", 10)
+        assert rig.wait_for(lambda: rig.node.inputs_without_publisher() == [])
+        rig.source.destroy_publisher(depth)
     finally:
         rig.close()

@@ -92,12 +92,22 @@ def test_replay_into_the_node_and_record_its_outputs(rig, tmp_path, subprocess_e
         while time.monotonic() < deadline and unmatched():
             time.sleep(0.05)
         assert not unmatched(), "the recorder (sim time, no /clock yet) must subscribe before the replay starts"
+        # That is the publishers' side of discovery; the recorder's subscriptions (another process, out of sight)
+        # may see the publishers later: up to ~1 s measured here, longer than this replay, which then recorded no
+        # /tf at all. Give them that time (what `ros2 bag play --delay` is for).
+        time.sleep(1.0)
+        deadline = time.monotonic() + 10.0  # and the node's inputs see the player (the same two sides)
+        unpublished = ["/cam2/camera_info"]  # cam2 has none in the bag: its focal length is estimated
+        while time.monotonic() < deadline and node.inputs_without_publisher() != unpublished:
+            time.sleep(0.05)
+        assert node.inputs_without_publisher() == unpublished
         stats = player.play()
         player.close()
         assert stats.published["/cam0/image"] == FRAMES and stats.clock_messages >= FRAMES
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and len(hands) < FRAMES:
             time.sleep(0.05)
+        time.sleep(3.0)  # the recorder (another process) may get the last outputs after this listener did
     finally:
         stop.set()
         spinner.join(timeout=10)

@@ -89,8 +89,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                           "[configure]", 0.0, 0.5)),
     "qos_depth": ("AUTO", _text("depth subscription QoS [configure]")),
     "map_publish_rate_hz": (1.0, _float("scene_map publish rate, Hz (0: never) [live]", 0.0, 30.0)),
-    "visualization_rate_hz": (VISUALIZATION_RATE_HZ, _float("most hand_markers and hand_paths updates per second "
-                                                            "(0: every frame) [live]", 0.0, 1000.0)),
+    "visualization_rate_hz": (VISUALIZATION_RATE_HZ, _float("most hand_markers, hand_paths and overlay updates per "
+                                                            "second (0: every frame) [live]", 0.0, 1000.0)),
     "path_max_poses": (1000, _int("poses kept per hand path and frames kept for trajectories [configure]", 1,
                                   100_000)),
     "save_directory": ("ego_outputs", _text("directory ~/save writes to when the request names none [live]")),
@@ -171,7 +171,7 @@ class EgoReconstructionNode(PipelineNode):
             self.create_service(Reset, "~/reset", self._on_reset, callback_group=group),
             self.create_service(GetHandTrajectory, "~/get_hand_trajectory", self._on_trajectory, callback_group=group),
         ]
-        self._own_timers = [self.create_timer(self._param("diagnostics_period_s"), self._publish_diagnostics)]
+        self._own_timers = [self.create_steady_timer(self._param("diagnostics_period_s"), self._publish_diagnostics)]
         self.get_logger().info(f"configured: backend {self._param('backend')}, hand model "
                                f"{processor.pipeline.model.name}, world frame {processor.world_frame}, camera pose "
                                f"from {self._param('camera_pose_source')}")  # fmt: skip
@@ -244,10 +244,10 @@ class EgoReconstructionNode(PipelineNode):
                                         markers=self._markers_for_this_frame)
 
     def _markers_for_this_frame(self) -> bool:
-        """Whether this frame updates the visual outputs (hand_markers, hand_paths: at most visualization_rate_hz,
-        node clock) and builds mesh markers (only then, and only while hand_markers has subscribers). A hand mesh
-        as a TRIANGLE_LIST costs ~15 ms to build and ~23 ms to serialise per hand; hands, TF, odometry and
-        contacts go out every frame regardless."""
+        """Whether this frame updates the visual outputs (hand_markers, hand_paths, overlay: at most
+        visualization_rate_hz, node clock) and builds mesh markers (only then, and only while hand_markers has
+        subscribers). They are for eyes (RViz, Foxglove), and the overlay's drawing costs as much as a hand's fit;
+        hands, TF, odometry and contacts go out every frame regardless."""
         rate = self._param("visualization_rate_hz")
         now_ns = self.get_clock().now().nanoseconds
         since = now_ns - self._last_shown_ns
@@ -305,10 +305,11 @@ class EgoReconstructionNode(PipelineNode):
         self._stage_ms.append(out.timings_ms)
 
     def _maybe_publish_overlay(self, out: EgoMessages) -> None:
-        """overlay (the hands drawn over the input image) only while it has subscribers, checked per frame: drawing
-        it costs ~15 ms a frame; after the frame's hands are out (never delays them)."""
+        """overlay (the hands drawn over the input image) with the other visual outputs (visualization_rate_hz) and
+        only while it has subscribers: drawing two hands costs ~8-17 ms a frame; after the frame's hands are out
+        (never delays them)."""
         publisher = self._outputs["overlay"]
-        if publisher.get_subscription_count() == 0:
+        if not self._show_frame or publisher.get_subscription_count() == 0:
             return
         with self._lock:
             if self._processor is None:
@@ -368,13 +369,18 @@ class EgoReconstructionNode(PipelineNode):
         now_ns = self.get_clock().now().nanoseconds
         idle = self._inputs and self._received["image"] == 0
         input_hz, processed_hz = self._input_rate.rate_hz(now_ns), self._processed_rate.rate_hz(now_ns)
-        condition = "no image received yet" if idle else overload_condition(input_hz, processed_hz)
+        unconnected = self.inputs_without_publisher()
+        condition = overload_condition(input_hz, processed_hz)
+        if idle:
+            missing = f" (no publisher on {', '.join(unconnected)})" if unconnected else ""
+            condition = f"no image received yet{missing}"
         level, message = self._overall_status(condition)
         timings = self.processing_times_ms()
         values = {
             "input_rate_hz": input_hz,
             "processed_rate_hz": processed_hz,
             "processing_ms": sum(timings) / len(timings) if timings else 0.0,
+            "inputs_without_publisher": ", ".join(unconnected) or "none",
             "frames_received": self._received["image"],
             "frames_processed": self._processed,
             "dropped_frames": self.dropped_frames(),

@@ -177,7 +177,7 @@ class MultiviewFusionNode(PipelineNode):
             self.create_service(Reset, "~/reset_calibration", self._on_reset, callback_group=group),
         ]
         self._own_timers = [
-            self.create_timer(self._param("diagnostics_period_s"), self._publish_diagnostics),
+            self.create_steady_timer(self._param("diagnostics_period_s"), self._publish_diagnostics),
             self.create_timer(self._param("calibration_period_s"), self._republish_calibration),
         ]
         self.get_logger().info(f"configured: cameras {names} (frames {frames}), reference frame {reference}, "
@@ -349,6 +349,7 @@ class MultiviewFusionNode(PipelineNode):
             "calibration_state": RigState(processor.state).name.lower(),
             "calibration_reason": reason or "none",
             "calibration_file": self._calibration_file_status,
+            "inputs_without_publisher": ", ".join(self.inputs_without_publisher()) or "none",
             "fused_sets": self._fused,
             "sets_with_hands": self._sets_with_hands,
             "monocular_sets": self._monocular_sets,
