@@ -7,11 +7,11 @@ itself after --duration seconds (bounded traffic, localhost discovery only).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 import rclpy
+from process_node import local_node
 from sample_hands import CAMERA_FRAME, WORLD_FRAME, sample_camera_pose, sample_hand
 from tf2_msgs.msg import TFMessage
 
@@ -24,15 +24,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=20.0)
     args = parser.parse_args()
-    if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") not in ("LOCALHOST", "OFF"):
-        sys.exit("refusing to start rclpy without ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST")
-    rclpy.init()
-    node = rclpy.create_node("hand_publisher_process")
-    hands_pub = node.create_publisher(HandArray, "hands", 10)
-    tf_pub = node.create_publisher(TFMessage, "/tf", 10)
-    deadline = time.monotonic() + args.duration
-    seq = 0
-    try:
+    with local_node("hand_publisher_process") as node:
+        hands_pub = node.create_publisher(HandArray, "hands", 10)
+        tf_pub = node.create_publisher(TFMessage, "/tf", 10)
+        deadline = time.monotonic() + args.duration
+        seq = 0
         while time.monotonic() < deadline:
             stamp_ns = 1_000_000_000 + seq  # the nanoseconds carry the seed
             hands = [sample_hand(7, "left", seq), sample_hand(9, "right", seq + 1)]
@@ -41,9 +37,6 @@ def main() -> int:
                                                                stamp_ns)]))
             seq += 1
             rclpy.spin_once(node, timeout_sec=0.05)
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
     return 0
 
 

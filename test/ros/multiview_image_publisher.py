@@ -8,13 +8,13 @@ Its own OS process, so the images cross a real DDS transport; it waits for the n
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 import numpy as np
 import rclpy
 from PIL import Image as PILImage
+from process_node import local_node
 from sensor_msgs.msg import CameraInfo, Image
 
 from hand_scene_perception.core.rig_calibration import guessed_camera
@@ -30,16 +30,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=15.0)
     parser.add_argument("--sets", type=int, default=60)
     args = parser.parse_args()
-    if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") not in ("LOCALHOST", "OFF"):
-        sys.exit("refusing to start rclpy without ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST")
     rgb = np.asarray(PILImage.open(args.image).convert("RGB"))
     camera = guessed_camera(rgb.shape[1], rgb.shape[0], 60.0)
     names = args.cameras.split(",")
-    rclpy.init()
-    node = rclpy.create_node("multiview_image_publisher")
-    images = [node.create_publisher(Image, f"/{name}/image", 10) for name in names]
-    infos = [node.create_publisher(CameraInfo, f"/{name}/camera_info", 10) for name in names]
-    try:
+    with local_node("multiview_image_publisher") as node:
+        images = [node.create_publisher(Image, f"/{name}/image", 10) for name in names]
+        infos = [node.create_publisher(CameraInfo, f"/{name}/camera_info", 10) for name in names]
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while any(p.get_subscription_count() == 0 for p in images + infos) and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.05)
@@ -51,9 +47,6 @@ def main() -> int:
                 image_pub.publish(image_msg(rgb, f"{name}_optical_frame", stamp_ns))
             while time.monotonic() < start + (index + 1) / args.rate:
                 rclpy.spin_once(node, timeout_sec=0.01)
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
     return 0
 
 

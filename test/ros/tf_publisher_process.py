@@ -9,12 +9,12 @@ again every 0.2 s (late joiners get them too), until --duration seconds have pas
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 import numpy as np
 import rclpy
+from process_node import local_node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
@@ -29,27 +29,20 @@ def main() -> int:
     parser.add_argument("--camera", required=True)
     parser.add_argument("--duration", type=float, default=60.0)
     args = parser.parse_args()
-    if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") not in ("LOCALHOST", "OFF"):
-        sys.exit("refusing to start rclpy without ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST")
     poses = np.load(args.poses)
-    rclpy.init()
-    node = rclpy.create_node("tf_publisher_process")
-    static_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                            durability=DurabilityPolicy.TRANSIENT_LOCAL)  # fmt: skip
-    static_pub = node.create_publisher(TFMessage, "/tf_static", static_qos)
-    tf_pub = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-    static_pub.publish(TFMessage(transforms=[transform_msg(poses["static"], args.world, args.base, 0)]))
-    dynamic = TFMessage(transforms=[transform_msg(pose, args.base, args.camera, int(stamp))
-                                    for stamp, pose in zip(poses["stamps_ns"], poses["dynamic"], strict=True)])
-    deadline = time.monotonic() + args.duration
-    try:
+    with local_node("tf_publisher_process") as node:
+        static_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)  # fmt: skip
+        static_pub = node.create_publisher(TFMessage, "/tf_static", static_qos)
+        tf_pub = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        static_pub.publish(TFMessage(transforms=[transform_msg(poses["static"], args.world, args.base, 0)]))
+        dynamic = TFMessage(transforms=[transform_msg(pose, args.base, args.camera, int(stamp))
+                                        for stamp, pose in zip(poses["stamps_ns"], poses["dynamic"], strict=True)])
+        deadline = time.monotonic() + args.duration
         while time.monotonic() < deadline:
             if tf_pub.get_subscription_count() > 0:
                 tf_pub.publish(dynamic)
             rclpy.spin_once(node, timeout_sec=0.2)
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
     return 0
 
 
