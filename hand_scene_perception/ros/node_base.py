@@ -437,6 +437,13 @@ def spin_node(
     pipeline's threads and detectors are released, a save on exit is written, and the process exits 0."""
     restore_default_sigterm()
     use_single_threaded_math()  # `ros2 run` / `ros2 launch` start here, not through the hand-scene command
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous_sigint = signal.signal(signal.SIGINT, on_sigint)  # rclpy's handler (rclpy.init) calls this one
     rclpy.init(args=args)
     node = None
     try:
@@ -448,10 +455,13 @@ def spin_node(
         pass
     except Exception:
         # A signal can shut the context down between the executor's check and its wait set (rclpy raises
-        # RCLError "the given context is not valid" then, seen once in ~20 SIGTERMs): a stop like the others.
-        if rclpy.ok():
+        # RCLError "the given context is not valid" then, seen once in ~20 SIGTERMs), and a KeyboardInterrupt
+        # raised inside a pybind11 call comes out as RuntimeError "Unable to convert call argument" (Kilted,
+        # SIGINT while a message was taken): both are stops like the others.
+        if rclpy.ok() and not interrupted.is_set():
             raise
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        signal.signal(signal.SIGINT, previous_sigint)
