@@ -13,6 +13,7 @@ from hand_scene_perception import cli
 from hand_scene_perception.ros import demo
 from hand_scene_perception.ros.demo import format_summary, run_demo
 
+FRAMES = 90
 # What a Foxglove user opens demo.mcap for: the camera, the overlay, the hands, TF and the scene map.
 EXPECTED = {"/camera/image_raw": "sensor_msgs/msg/Image", "/overlay": "sensor_msgs/msg/Image",
             "/hands": "hand_scene_msgs/msg/HandArray", "/tf": "tf2_msgs/msg/TFMessage",
@@ -38,10 +39,12 @@ def test_demo_runs_the_node_in_its_own_process_and_measures_it(tmp_path):
     # At the recorded pace (1x) on a 2-core machine the node takes what it can (newest frame wins): only a share of
     # the frames is asserted; the numbers the README quotes come from full `make demo` runs.
     before = live_node_names()
-    summary = run_demo(tmp_path, frames=30, seed=0)
+    # 3 s of frames: in some runs the node gets no camera_info for the first ~0.9 s although its subscription has
+    # matched the player (cause not found yet; every image is skipped until then), which left a 1 s replay empty.
+    summary = run_demo(tmp_path, frames=FRAMES, seed=0)
     # Its nodes are destroyed, not left to the context: Jazzy's shutdown keeps them (and their publishers) alive.
     assert live_node_names() == before
-    assert summary["frames_in"] == 30 and summary["rate"] == 1.0
+    assert summary["frames_in"] == FRAMES and summary["rate"] == 1.0
     assert summary["frames_out"] >= 3 and summary["hands_published"] >= summary["frames_out"]
     node = summary["node"]
     assert node["exit_status"] == 0 and node["frames_received"] >= summary["frames_out"] - 1
@@ -57,7 +60,7 @@ def test_demo_runs_the_node_in_its_own_process_and_measures_it(tmp_path):
     for topic, schema in EXPECTED.items():
         assert topics.get(topic, ("", 0))[0] == schema, f"{topic} missing or mistyped: {topics}"
         assert topics[topic][1] > 0, f"{topic} has no messages: {topics}"
-    assert topics["/camera/image_raw"][1] == 30
+    assert topics["/camera/image_raw"][1] == FRAMES
     assert 1 <= topics["/overlay"][1] <= topics["/hands"][1]  # at most one per processed frame (visualization rate)
     image, overlay = first["/camera/image_raw"], first["/overlay"]
     assert (overlay.width, overlay.height, overlay.encoding) == (image.width, image.height, "rgb8")
