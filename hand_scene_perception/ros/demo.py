@@ -243,8 +243,8 @@ def _replay(node: NodeProcess, input_bag: Path, recorded: Path, image_topic: str
                 _wait_for(node, lambda: recorder.subscribed(image_topic) and recorder.subscribed(OVERLAY_TOPIC),
                           "the recorder to subscribe to the image and the overlay")  # fmt: skip
                 # Discovery is two-sided: the player may see the node's subscription before that subscription
-                # sees the player (camera_info was then lost for the first 0.9 s of a 1 s replay, every frame
-                # skipped); the node's diagnostics say when each of its inputs has its publisher.
+                # sees the player; the node's diagnostics say when each of its inputs has its publisher. (Even
+                # then, in some runs no camera_info reaches the node for its first ~0.9 s: cause not found.)
                 _wait_for(node, listener.node_inputs_connected, "the ego node's inputs to see the player")
                 say(f"demo: replaying at {rate:g}x over DDS (localhost) and recording the image and the node's "
                     f"outputs to {recorded} ...")

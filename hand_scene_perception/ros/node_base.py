@@ -26,6 +26,7 @@ from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.timer import Timer
 
 from ..backends.registry import BACKEND_NAMES
 from ..core.hand_model.factory import HAND_MODEL_NAMES
@@ -90,9 +91,9 @@ COMMON_CHOICES: dict[str, Sequence[str]] = {"backend": BACKEND_NAMES, "hand_mode
 # Messages an input subscription keeps until the executor takes them. With one, a message is replaced whenever the
 # executor thread waits for the interpreter lock longer than a frame period (the worker and the odometry thread run
 # Python too), although the worker may be idle by then. Measured (2 cores, publisher in another process, reliable):
-# the demo's node received 91-97 of 150 images with 1, 133-144 with 3; the multiview node on a 15 Hz two-camera rig
-# 120 and 146 of 150 images per camera with 1. Latency does not build up: the executor drains a backlog at once,
-# the stamp synchronisers keep the newest set and the worker's one-slot mailbox the newest of those.
+# the demo's node received 91-97 of 150 images with 1, 130-149 with 3; the multiview node on a 15 Hz two-camera rig
+# 120 and 146 of 150 images per camera with 1, 146-150 with 3. Latency does not build up: the executor drains a
+# backlog at once, the stamp synchronisers keep the newest set and the worker's one-slot mailbox the newest of those.
 INPUT_QUEUE_DEPTH = 3
 
 
@@ -289,7 +290,7 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         if self._qos_timer is None:
             self._qos_timer = self.create_steady_timer(QOS_FOLLOW_PERIOD_S, self._follow_publishers)
 
-    def create_steady_timer(self, period_s: float, callback: Callable[[], None]):
+    def create_steady_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
         """A timer on the steady clock: it keeps ticking while sim time stands still or jumps (a paused bag, a
         simulator not started yet), so diagnostics still say what the node is waiting for."""
         return self.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
