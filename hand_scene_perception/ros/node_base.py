@@ -179,13 +179,16 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
     CHOICES: Mapping[str, Sequence[str]] = {}
     # What a backward stamp jump does to the node's state (said in the WARN it raises).
     TIME_JUMP_CONSEQUENCE = "synchronisation restarted"
+    # Input sets waiting for the worker: two absorb a pair that arrives at once (the executor took both after a
+    # wait for the interpreter lock) while bounding the latency a backlog can add to one frame period.
+    MAILBOX_DEPTH = 2
 
     def __init__(self, node_name: str, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         self._processor = None  # the subclass's message processor (has close())
         self._lock = threading.Lock()  # the processor: worker frames vs services
         self._mailbox_ready = threading.Condition()
-        self._mailbox: object | None = None
+        self._mailbox: deque[object] = deque(maxlen=self.MAILBOX_DEPTH)
         self._dropped_busy = 0
         self._worker: threading.Thread | None = None
         self._running = False
@@ -338,7 +341,7 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
     def _stop_worker(self) -> None:
         with self._mailbox_ready:
             self._running = False
-            self._mailbox = None
+            self._mailbox.clear()
             self._mailbox_ready.notify_all()
         if self._worker is not None:
             self._worker.join()
@@ -360,29 +363,28 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
                 self._processor.close()
                 self._processor = None
 
-    # ------------------------------------------------------------------ mailbox (one slot: the newest input wins)
+    # ------------------------------------------------------------------ mailbox (the newest MAILBOX_DEPTH inputs)
 
     def _post(self, item: object) -> None:
-        """Hand an input set to the worker; one still waiting is replaced and counted as dropped."""
+        """Hand an input set to the worker; when MAILBOX_DEPTH already wait, the oldest is dropped and counted."""
         with self._mailbox_ready:
-            if self._mailbox is not None:
-                self._dropped_busy += 1  # the worker is still on an older frame: the newest wins
-            self._mailbox = item
+            if len(self._mailbox) == self._mailbox.maxlen:
+                self._dropped_busy += 1  # the worker is behind: the newest inputs win
+            self._mailbox.append(item)
             self._mailbox_ready.notify()
 
     def _wait_for_mail(self) -> None:
         """Block until an input set waits or the node stops running."""
         with self._mailbox_ready:
-            while self._running and self._mailbox is None:
+            while self._running and not self._mailbox:
                 self._mailbox_ready.wait(IDLE_CHECK_S)
 
     def _take_mail(self) -> object | None:
-        """The waiting input set (removed), or None when there is none or the node stopped."""
+        """The oldest waiting input set (removed), or None when there is none or the node stopped."""
         with self._mailbox_ready:
-            if not self._running or self._mailbox is None:
+            if not self._running or not self._mailbox:
                 return None
-            item, self._mailbox = self._mailbox, None
-            return item
+            return self._mailbox.popleft()
 
     # ------------------------------------------------------------------ problems and diagnostics
 

@@ -109,3 +109,30 @@ def test_a_stream_left_early_completes_the_frame_under_way(sequence):
         assert [h.track_id for h in a.hands] == [h.track_id for h in b.hands]
         for ha, hb in zip(a.hands, b.hands, strict=True):
             np.testing.assert_array_equal(ha.world.joints, hb.world.joints)
+
+
+def test_a_frame_arriving_while_the_one_before_is_finished_enters_the_detector_at_once(sequence):
+    """process_arrivals: the second frame "arrives" only at the fourth poll (during the first frame's stages, once
+    its hands are fitted): it is detected before the first frame's result comes out, and the stream ends once a frame
+    is finished with none waiting."""
+    detector = StampedOracle(dict(sequence))
+    inputs = [EgoFrame(f.rgb, f.camera, stamp, f.depth) for stamp, f in sequence[:2]]
+    arrivals = [inputs[0], None, None, inputs[1]]
+    polls: list[int] = []
+
+    def next_frame() -> EgoFrame | None:
+        polls.append(len(detector.calls))
+        return arrivals.pop(0) if arrivals else None
+
+    expected, _, _ = _results(sequence[:2], use_depth=True, stream=False)
+    with EgoPipeline(detector=detector) as pipeline:
+        stream = pipeline.process_arrivals(next_frame)
+        first = next(stream)
+        assert detector.calls == [inputs[0].stamp_ns, inputs[1].stamp_ns]  # the second is detected already
+        rest = list(stream)
+    assert [r.stamp_ns for r in [first, *rest]] == [f.stamp_ns for f in inputs]
+    assert len(polls) > 4  # asked again between the stages, not only once per frame
+    for a, b in zip([first, *rest], expected, strict=True):
+        np.testing.assert_array_equal(a.T_world_camera, b.T_world_camera)
+        for ha, hb in zip(a.hands, b.hands, strict=True):
+            np.testing.assert_array_equal(ha.world.joints, hb.world.joints)

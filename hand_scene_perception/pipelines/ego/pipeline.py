@@ -30,6 +30,9 @@ from .masks import FOREARM_LENGTHS_WITH_DEPTH, hand_pixel_mask
 from .results import EgoFrame, EgoHand, EgoResult
 
 NS_PER_S = 1e9
+# A frame is due for map fusion once this fraction of the fusion period has passed since the last fused one, so
+# a 30 Hz camera's jittered stamps give every third frame at 10 Hz, not every fourth.
+_FUSION_PERIOD_SLACK = 0.9
 
 
 @dataclass
@@ -43,6 +46,51 @@ class _Started:
     start: float
     detections: Future
     odometry: Future | None = None
+
+
+class _Lookahead:
+    """The next frame of a stream (EgoPipeline.process_arrivals), taken into the detector as soon as it waits.
+
+    A frame that starts a new session (stamp before the frame under way, or another image size) is held until
+    the frame under way is finished, since the new session resets the state that frame still uses; a frame
+    that fails its checks is held as its ValueError, raised after the result of the frame under way.
+    """
+
+    def __init__(self, start: Callable[[EgoFrame], _Started], start_alone: Callable[[EgoFrame], _Started],
+                 next_frame: Callable[[], EgoFrame | None]) -> None:  # fmt: skip
+        self._start, self._start_alone, self._next_frame = start, start_alone, next_frame
+        self.follower: _Started | None = None
+        self._held: EgoFrame | None = None
+        self._error: ValueError | None = None
+
+    def poll(self, pending: _Started) -> _Started | None:
+        """The frame after ``pending``, started now if one waits and may start before ``pending`` is finished."""
+        if self.follower is None and self._held is None and self._error is None:
+            frame = self._next_frame()
+            if frame is None:
+                return None
+            if frame.stamp_ns < pending.frame.stamp_ns or np.shape(frame.image_rgb)[:2] != pending.image.shape[:2]:
+                self._held = frame
+            else:
+                try:
+                    self.follower = self._start(frame)
+                except ValueError as error:
+                    self._error = error
+        return self.follower
+
+    def take_next(self) -> _Started | None:
+        """Once a frame is finished (or before the first): the next frame under way, started now if one waits
+        (held or new); None when none waits. A held frame's ValueError is raised here."""
+        started, self.follower = self.follower, None
+        if started is not None:
+            return started
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        frame, self._held = self._held, None
+        if frame is None:
+            frame = self._next_frame()
+        return None if frame is None else self._start_alone(frame)
 
 
 def hand_estimator(config: EgoConfig, detector: HandExpert, model: HandModel | None = None) -> HandEstimator:
@@ -96,6 +144,7 @@ class EgoPipeline:
         self._last_stamp: int | None = None
         self._last_mask: np.ndarray | None = None
         self._last_fits: list[FitResult] = []
+        self._last_fused_ns: int | None = None  # (the odometry worker's: it alone reads and sets it)
         self._pose = np.eye(4) if self.config.initial_pose is None else np.asarray(self.config.initial_pose, float)
 
     def close(self) -> None:
@@ -116,43 +165,44 @@ class EgoPipeline:
 
     def process(self, frame: EgoFrame) -> EgoResult:
         """Run one frame through every stage; bad input raises ValueError before any state changes."""
-        started = self._start(frame)
-        self._submit_odometry(started)
-        return self._finish(started)
+        return self._finish(self._start_alone(frame))
 
     def process_stream(self, frames: Iterable[EgoFrame]) -> Iterator[EgoResult]:
-        """Results of a stream of frames, in order, one frame behind: for throughput (bags, files, replays).
+        """Results of a stream of frames, in order: for throughput (bags, files, replays).
 
         While frame t's hands are fitted, tracked and mapped, frame t+1 is already in the detector, so the
         detector's core never idles. Every result equals what :meth:`process` gives for the same frames (the
-        stages run in the same order on the same inputs); a result comes out once the next frame has come in
-        (or the stream has ended). A time jump backwards finishes the pending frame before the new session;
-        a stream left early still completes the frame under way, so the pipeline stays consistent.
+        stages run in the same order on the same inputs). A time jump backwards finishes the frame under way
+        before the new session; a stream left early still completes the frame under way, so the pipeline stays
+        consistent. (:meth:`process_arrivals` over the iterator.)
         """
-        pending: _Started | None = None
+        iterator = iter(frames)
+        return self.process_arrivals(lambda: next(iterator, None))
+
+    def process_arrivals(self, next_frame: Callable[[], EgoFrame | None]) -> Iterator[EgoResult]:
+        """Results, in order, of frames taken as they arrive (a live camera): ``next_frame()`` gives the frame
+        that waits, or None while none does. It is asked whenever the detector is free: as soon as a frame went
+        into the detector, and again between the stages of the frame being finished, so a frame that arrives
+        while frame t is fitted or mapped goes into the detector at once instead of after t's result. Each
+        result comes out as soon as its frame is finished; the stream ends when a frame is finished and none
+        waits. A frame that fails its checks raises ValueError after the result of the frame before it.
+        """
+        lookahead = _Lookahead(self._start, self._start_alone, next_frame)
         try:
-            for frame in frames:
-                if pending is not None and frame.stamp_ns < pending.frame.stamp_ns:
-                    done, pending = pending, None
-                    yield self._finish(done)
-                try:
-                    started = self._start(frame)
-                except ValueError:
-                    if pending is not None:
-                        done, pending = pending, None
-                        yield self._finish(done)
-                    raise
-                done, pending = pending, started
-                if done is None:
-                    self._submit_odometry(started)
-                else:
-                    yield self._finish(done, following=started)
-            if pending is not None:
-                done, pending = pending, None
-                yield self._finish(done)
+            started = lookahead.take_next()
+            while started is not None:
+                result = self._finish(started, lookahead)
+                yield result
+                started = lookahead.take_next()
         finally:
-            if pending is not None:  # left early (or an error): complete the frame under way, result dropped
-                self._finish(pending)
+            if lookahead.follower is not None:  # left early (or an error): complete the frame under way, result dropped
+                self._finish(lookahead.follower)
+
+    def _start_alone(self, frame: EgoFrame) -> _Started:
+        """Start a frame that no other frame is being finished beside: its odometry goes to the worker at once."""
+        started = self._start(frame)
+        self._submit_odometry(started)
+        return started
 
     def _start(self, frame: EgoFrame) -> _Started:
         """Validate the frame, start a new session on a time jump back, and hand the image to the detector."""
@@ -224,23 +274,35 @@ class EgoPipeline:
         """RGB-D odometry (or the ``known`` pose), then the frame's points in the world at that pose (the mask-free
         half of map fusion, done here while the detector still runs)."""
         odometry = known if known is not None else self._rgbd.track(image, depth, camera, stamp_ns, previous_mask)
-        if not odometry.ok:
+        if not odometry.ok or not self._fusion_due(stamp_ns):
             return odometry, None
+        self._last_fused_ns = stamp_ns
         return odometry, self.map.observe(depth, image, camera, odometry.T_world_camera, self.config.map_stride)
 
-    def _finish(self, started: _Started, following: _Started | None = None) -> EgoResult:
-        """Everything after detection for ``started``; ``following`` (the next frame, already in the detector)
-        gets its odometry submitted as soon as this frame's hand mask (and monocular scale hint) exist."""
-        try:
-            return self._finish_stages(started, following)
-        finally:
-            if following is not None:  # (again) in case an error ended this frame early
-                self._submit_odometry(following)
+    def _fusion_due(self, stamp_ns: int) -> bool:
+        """Whether this frame goes into the map (EgoConfig.map_fusion_rate_hz, on image stamps: the same frames
+        whatever the machine's speed)."""
+        rate, last = self.config.map_fusion_rate_hz, self._last_fused_ns
+        return rate <= 0 or last is None or stamp_ns - last >= _FUSION_PERIOD_SLACK * NS_PER_S / rate
 
-    def _finish_stages(self, started: _Started, following: _Started | None) -> EgoResult:
+    def _finish(self, started: _Started, lookahead: _Lookahead | None = None) -> EgoResult:
+        """Everything after detection for ``started``; with a ``lookahead`` (a stream), the next frame is taken
+        into the detector between the stages as soon as it waits, and gets its odometry submitted as soon as this
+        frame's hand mask (and monocular scale hint) exist."""
+        try:
+            return self._finish_stages(started, lookahead)
+        finally:
+            if lookahead is not None and lookahead.follower is not None:  # (again) if an error ended this early
+                self._submit_odometry(lookahead.follower)
+
+    def _finish_stages(self, started: _Started, lookahead: _Lookahead | None) -> EgoResult:
+        def follower() -> _Started | None:
+            return None if lookahead is None else lookahead.poll(started)
+
         frame, image, depth = started.frame, started.image, started.depth
         height, width = image.shape[:2]
         timings: dict[str, float] = {}
+        follower()
         try:
             detections, timings["detect"] = started.detections.result()
         finally:
@@ -259,6 +321,7 @@ class EgoPipeline:
         map_job = None
         if cloud is not None:  # fused on the worker while the hands are fitted and tracked
             map_job = self._pool.submit(self.map.fuse, cloud, mask)
+        following = follower()
         if following is not None and following.depth is not None:
             self._submit_odometry(following)
         timings["odometry"] = 1e3 * (self._clock() - mark)
@@ -271,17 +334,18 @@ class EgoPipeline:
                     hand_points = np.array([fit.joints_cam[0] for _, fit in fits]) if fits else None
                     odometry = self._mono.add_scale_hint(odometry, hand_points)
                 self._apply_odometry(odometry)
-            if following is not None:
-                self._submit_odometry(following)
+            self._submit_follower(follower())
             timings["fit"] = 1e3 * (self._clock() - mark)
 
             mark = self._clock()
             hands = self._track_hands(fits, frame)
             timings["track"] = 1e3 * (self._clock() - mark)
         finally:
+            self._submit_follower(follower())
             mark = self._clock()
             added = 0 if map_job is None else map_job.result()
         contacts = self._contacts(hands) if len(self.map) else []
+        self._submit_follower(follower())
         timings["map"] = 1e3 * (self._clock() - mark)
         timings["total"] = 1e3 * (self._clock() - started.start)
         return EgoResult(
@@ -295,6 +359,11 @@ class EgoPipeline:
             session_reset=started.session_reset,
             detections=len(detections),
         )
+
+    def _submit_follower(self, following: _Started | None) -> None:
+        """Odometry for the next frame, once this frame's hand mask and monocular scale hint exist (after its fit)."""
+        if following is not None:
+            self._submit_odometry(following)
 
     def _apply_odometry(self, odometry: OdometryResult) -> None:
         """Take the tracked pose: whole when metric; only the rotation while a monocular scale is unknown."""

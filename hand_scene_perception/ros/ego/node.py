@@ -76,6 +76,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "max_voxels": (500_000, _int("scene map capacity, voxels; least recently seen go first [configure]",
                                  1000, 5_000_000)),
     "map_stride": (2, _int("use every n-th depth pixel for the map [configure]", 1, 16)),
+    "map_fusion_rate_hz": (10.0, _float("depth frames fused into the map per second of image time (0: every "
+                                        "frame) [configure]", 0.0, 1000.0)),
     "contact_threshold_m": (0.01, _float("hand-scene distance counted as contact, metres [configure]", 0.001, 0.1)),
     "hand_mask_margin_px": (20, _int("pixels around hands kept out of odometry and map [configure]", 0, 200)),
     "world_frame": ("map", _text("frame of hands, paths, map and odometry: the first camera pose, or with "
@@ -127,6 +129,7 @@ class EgoReconstructionNode(PipelineNode):
             voxel_size_m=self._param("voxel_size_m"),
             max_voxels=self._param("max_voxels"),
             map_stride=self._param("map_stride"),
+            map_fusion_rate_hz=self._param("map_fusion_rate_hz"),
             contact_threshold_m=self._param("contact_threshold_m"),
             hand_mask_margin_px=self._param("hand_mask_margin_px"),
             camera_pose_source=self._param("camera_pose_source"),
@@ -220,29 +223,28 @@ class EgoReconstructionNode(PipelineNode):
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
-        """Process the newest paired frames as streams (EgoMessageProcessor.process_stream): a stream starts with
-        the next frame and goes on while a further frame is already waiting, so a node that falls behind overlaps
-        frame t+1's detection with frame t's fitting and mapping; when it keeps up, the stream ends at once and
-        each frame's results go out as soon as it is done (no waiting for the next frame)."""
+        """Process frames as they arrive (EgoMessageProcessor.process_arrivals): a stream starts with the next
+        frame and goes on while frames keep arriving during the frames before them, the next one entering the
+        detector as soon as it waits (overlapping frame t's fitting and mapping); each frame's results go out as
+        soon as it is done. Once a frame is done and none waits, the worker waits for the next."""
         while self._running:
             self._wait_for_mail()  # wait here, not inside the stream: the stream runs under the lock
-            taken: deque[float] = deque()
-            stream = self._processor_stream(taken)
+            stream = self._processor_stream()
             while True:
                 with self._lock:
                     out = next(stream, None)
                 if out is None:
                     break
-                self._publish(out, taken.popleft())
+                self._publish(out)
 
-    def _processor_stream(self, taken: deque[float]):
-        """The processor's stream over :meth:`_inputs` (empty once the processor is released)."""
+    def _processor_stream(self):
+        """The processor's stream over :meth:`_next_input` (empty once the processor is released)."""
         with self._lock:
             processor = self._processor
         if processor is None:
             return iter(())
-        return processor.process_stream(self._inputs_while_busy(taken), on_error=self._on_input_error,
-                                        markers=self._markers_for_this_frame)
+        return processor.process_arrivals(self._next_input, on_error=self._on_input_error,
+                                          markers=self._markers_for_this_frame)
 
     def _markers_for_this_frame(self) -> bool:
         """Whether this frame updates the visual outputs (hand_markers, hand_paths, overlay: at most
@@ -257,20 +259,16 @@ class EgoReconstructionNode(PipelineNode):
             self._last_shown_ns = now_ns
         return self._show_frame and self._outputs["hand_markers"].get_subscription_count() > 0
 
-    def _inputs_while_busy(self, taken: deque[float]):
-        """(image, info, depth, now) of the frames already waiting in the mailbox, until there is none;
-        ``taken`` gets each frame's take-out time (for the processing time the diagnostics report)."""
-        while True:
-            matched = self._take_mail()
-            if matched is None:
-                return
+    def _next_input(self):
+        """(image, info, depth, now) of the frame waiting in the mailbox (taken out), None when none waits."""
+        while (matched := self._take_mail()) is not None:
             info = self._camera_info
             if info is None:
                 self._dropped_no_info += 1
                 self._report(WARN, "image skipped: no camera_info received yet")
                 continue
-            taken.append(time.perf_counter())
-            yield matched["image"], info, matched.get("depth"), self.get_clock().now().nanoseconds
+            return matched["image"], info, matched.get("depth"), self.get_clock().now().nanoseconds
+        return None
 
     def _on_input_error(self, error: InputError) -> None:
         if isinstance(error, PoseInputError):
@@ -279,7 +277,7 @@ class EgoReconstructionNode(PipelineNode):
             self._input_errors += 1
         self._report(WARN if isinstance(error, DepthInputError | PoseInputError) else ERROR, f"input skipped: {error}")
 
-    def _publish(self, out: EgoMessages, taken_at: float) -> None:
+    def _publish(self, out: EgoMessages) -> None:
         outputs = self._outputs
         start = time.perf_counter()
         outputs["hands"].publish(out.hands)
@@ -295,7 +293,7 @@ class EgoReconstructionNode(PipelineNode):
         self._processed += 1
         self._processed_rate.tick(self.get_clock().now().nanoseconds)
         self._hands_tracked = len(out.result.hands)
-        self._processing_ms.append(1e3 * (published - taken_at))
+        self._processing_ms.append(1e3 * (published - out.taken_at))
         for warning in out.warnings:
             self._report(WARN, warning)
         self._maybe_publish_overlay(out)

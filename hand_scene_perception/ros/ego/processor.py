@@ -88,6 +88,8 @@ class EgoMessages:
     # milliseconds per stage: the pipeline's (EgoResult.timings_ms), then "decode" (messages to arrays) and
     # "messages" (results to messages, markers included); the node adds what publishing costs
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    # when the input was taken (time.perf_counter(); set by the streams): the start of the node's processing time
+    taken_at: float | None = None
 
 
 def _without_mesh(hand: EgoHand) -> EgoHand:
@@ -196,34 +198,46 @@ class EgoMessageProcessor:
         on_error: Callable[[InputError], None],
         markers: Callable[[], bool] = lambda: True,
     ) -> Iterator[EgoMessages]:
-        """:meth:`process` over a stream of (image, info, depth, now_ns), one frame behind, for throughput.
+        """:meth:`process` over a stream of (image, info, depth, now_ns), for throughput: :meth:`process_arrivals`
+        over the iterator; the stream ends (and the frame under way is completed) when ``inputs`` ends."""
+        iterator = iter(inputs)
+        return self.process_arrivals(lambda: next(iterator, None), on_error, markers)
 
-        The pipeline detects frame t+1 while it fits and maps frame t (EgoPipeline.process_stream): a live node
-        keeps up with a camera whose frame period is shorter than one frame's full processing time. An input
-        that cannot be used goes to ``on_error`` and the stream goes on; the stream ends (and the frame under
-        way is completed) when ``inputs`` ends.
+    def process_arrivals(
+        self,
+        next_input: Callable[[], tuple[Image, CameraInfo, Image | None, int | None] | None],
+        on_error: Callable[[InputError], None],
+        markers: Callable[[], bool] = lambda: True,
+    ) -> Iterator[EgoMessages]:
+        """:meth:`process` over inputs taken as they arrive: ``next_input()`` gives the waiting (image, info,
+        depth, now_ns), or None while none waits (EgoPipeline.process_arrivals: the next frame goes into the
+        detector as soon as it waits, while this one is fitted and mapped, so a live node keeps up with a camera
+        whose frame period is shorter than one frame's full processing time). An input that cannot be used goes
+        to ``on_error`` and the stream goes on; it ends when a frame is finished and no input waits.
         """
-        pending: deque[tuple[EgoFrame, str, list[str], float]] = deque()
+        pending: deque[tuple[EgoFrame, str, list[str], float, float]] = deque()
 
-        def frames() -> Iterator[EgoFrame]:
-            for image, info, depth, now_ns in inputs:
-                start = time.perf_counter()
+        def next_frame() -> EgoFrame | None:
+            while (item := next_input()) is not None:
+                image, info, depth, now_ns = item
+                taken_at = time.perf_counter()
                 try:
                     frame, camera_frame, warnings = self._checked(image, info, depth, now_ns)
                 except InputError as error:
                     on_error(error)
                     continue
-                pending.append((frame, camera_frame, warnings, 1e3 * (time.perf_counter() - start)))
-                yield frame
+                pending.append((frame, camera_frame, warnings, taken_at, 1e3 * (time.perf_counter() - taken_at)))
+                return frame
+            return None
 
-        source = frames()
         while True:
             try:
-                for result in self.pipeline.process_stream(source):
-                    frame, camera_frame, warnings, decode_ms = pending.popleft()
+                for result in self.pipeline.process_arrivals(next_frame):
+                    frame, camera_frame, warnings, taken_at, decode_ms = pending.popleft()
                     start = time.perf_counter()
                     out = self._messages(result, frame, camera_frame, warnings, markers())
                     out.timings_ms.update(decode=decode_ms, messages=1e3 * (time.perf_counter() - start))
+                    out.taken_at = taken_at
                     yield out
                 return
             except ValueError as error:  # the newest frame failed the pipeline's checks; the stream goes on
