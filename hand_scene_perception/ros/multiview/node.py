@@ -9,7 +9,7 @@ topics, frames and the calibration file's entries in step; a second list of topi
 Thin by design, like the ego node: the message ↔ pipeline step is
 :class:`~hand_scene_perception.ros.multiview.processor.MultiviewMessageProcessor`, the fusion is
 pipelines/multiview.py. Here: parameters, lifecycle, QoS, synchronisation of the N streams (core/sync.py: a
-camera that freezes, drops out or lags beyond ``view_timeout_s`` is left out and the others go on), the one-slot
+camera that freezes, drops out or lags beyond ``view_timeout_s`` is left out and the others go on), the two-slot
 mailbox and worker thread (node_base.py: the newest set wins, latency never builds up), diagnostics and services.
 """
 
