@@ -18,8 +18,8 @@ Per frame, in this order:
    during steps 2-3), and contacts between the hand meshes and the map are found.
 
 :meth:`EgoPipeline.process` returns a frame's result before it takes the next frame.
-:meth:`EgoPipeline.process_stream` (and :meth:`EgoPipeline.process_arrivals`, for live frames) gives the same results and hands
-frame t+1 to the detector while steps 2-4 of frame t run, so the detector's core never waits on the
+:meth:`EgoPipeline.process_stream` (:meth:`EgoPipeline.process_arrivals` for live frames) gives the same
+results and hands frame t+1 to the detector while steps 2-4 of frame t run, so the detector's core never waits on the
 rest of the pipeline: the choice for throughput (bags, files), measured by ``hand-scene bench ego``.
 
 World frame: the first camera pose of a session (or ``EgoConfig.initial_pose``); a time jump
