@@ -93,7 +93,7 @@ COMMON_CHOICES: dict[str, Sequence[str]] = {"backend": BACKEND_NAMES, "hand_mode
 # Python too), although the worker may be idle by then. Measured (2 cores, publisher in another process, reliable):
 # the demo's node received 91-97 of 150 images with 1, 130-149 with 3; the multiview node on a 15 Hz two-camera rig
 # 120 and 146 of 150 images per camera with 1, 146-150 with 3. Latency does not build up: the executor drains a
-# backlog at once, the stamp synchronisers keep the newest set and the worker's mailbox the newest MAILBOX_DEPTH of those.
+# backlog at once, the stamp synchronisers keep the newest set and the mailbox the newest MAILBOX_DEPTH of those.
 INPUT_QUEUE_DEPTH = 3
 
 
