@@ -206,8 +206,8 @@ def benchmark_ego(num_frames: int = 90, seed: int = 0, warmup: int = 10, rounds:
     ``warmup`` (graph start-up, first keyframe, caches) are processed but not timed. The configurations
     run in turn, ``rounds`` times, and each keeps its fastest round, so a burst of load from elsewhere on
     the machine does not land on one side of a ratio only. Headline numbers (``fps``, ``fps_rgbd``,
-    ``ratio_to_detector``) are for :meth:`EgoPipeline.process_stream`, which returns each frame's result
-    one frame later; ``*_sync`` are for :meth:`EgoPipeline.process` (result before the next frame starts).
+    ``ratio_to_detector``) are for :meth:`EgoPipeline.process_stream`, which detects the next frame while
+    this one is finished; ``*_sync`` are for :meth:`EgoPipeline.process` (result before the next frame starts).
     ``latency_ms*`` are medians from a frame being handed over to its result coming back.
     """
     from ..backends.mediapipe_hands import MediaPipeHandDetector

@@ -9,7 +9,7 @@ Images and depth are paired by stamp; camera_info is taken as the latest receive
 and requiring one per image doubles the ways a frame can be lost on a lossy transport; a size mismatch is still
 caught per frame). Latency never builds up: subscriptions keep a few messages (ros/node_base.py INPUT_QUEUE_DEPTH),
 the newest paired sets wait in a two-slot mailbox
-(a newer set replaces it and the replaced one is counted as dropped), and a worker thread processes and
+(beyond two, the oldest is dropped and counted), and a worker thread processes and
 publishes, so the executor keeps receiving while a frame is processed.
 
 Camera pose (``camera_pose_source``): visual odometry (default); ``tf``, the pose of the image's frame in
