@@ -81,7 +81,6 @@ class FeatureTracker:
         """``num_features``: ORB corners per frame; ``pnp_threshold_px``: RANSAC reprojection threshold;
         ``min_inliers``: fewer PnP inliers than this is a tracking failure."""
         self.orb = cv2.ORB_create(nfeatures=num_features, scaleFactor=1.2, nlevels=6, fastThreshold=fast_threshold)
-        self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         self.pnp_threshold_px = float(pnp_threshold_px)
         self.min_inliers = int(min_inliers)
 
@@ -94,17 +93,19 @@ class FeatureTracker:
         keypoints, descriptors = self.orb.detectAndCompute(gray, keep)
         if descriptors is None or not keypoints:
             return np.zeros((0, 2)), np.zeros((0, 32), np.uint8)
-        return np.array([k.pt for k in keypoints], dtype=np.float64), descriptors
+        return cv2.KeyPoint_convert(keypoints).astype(np.float64), descriptors
 
     def match(self, query: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index pairs (query_idx, train_idx) passing the ratio test, one query per train feature."""
         if len(query) < 2 or len(train) < 2:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        pairs = [m for m in self.matcher.knnMatch(query, train, k=2) if len(m) == 2]
-        good = [(a.queryIdx, a.trainIdx, a.distance) for a, b in pairs if a.distance < _RATIO * b.distance]
-        if not good:
+        # Brute-force Hamming 2-NN as arrays (BFMatcher.knnMatch's own search, without one Python object per match,
+        # which the interpreter lock serialises against the hand stages)
+        distances, nearest = cv2.batchDistance(query, train, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+        q = np.flatnonzero(distances[:, 0] < _RATIO * distances[:, 1])
+        if not len(q):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        q, t, d = (np.array(c) for c in zip(*good, strict=True))
+        t, d = nearest[q, 0], distances[q, 0]
         # Keep the best query per train feature so no map point is used twice.
         order = np.lexsort((d, t))
         first = np.ones(len(order), bool)

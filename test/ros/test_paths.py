@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nav_msgs.msg import Path
+from rclpy.serialization import deserialize_message, serialize_message
 from sample_hands import sample_camera_pose
 
 from hand_scene_perception.ros.conversions import pose_matrix, time_ns
@@ -60,3 +62,18 @@ def test_empty_path_and_bad_input():
         path.append(0, np.full((4, 4), np.nan))
     with pytest.raises(ValueError, match="max_poses"):
         CappedPath(0)
+
+
+@pytest.mark.parametrize("frame_id", ["", "m", "map", "odom_", "world_frame_long"])
+def test_serialized_path_is_the_path_message(frame_id):
+    """The kept per-pose CDR gives the message itself, whatever padding the frame id's length puts before the
+    poses, after the cap dropped poses and after a new frame id."""
+    path = CappedPath(5)
+    for k in range(8):
+        path.append(10 * k + 3, sample_camera_pose(k))
+        data = path.cdr(frame_id)
+        assert len(data) == len(serialize_message(path.msg(frame_id)))
+        assert deserialize_message(data, Path) == path.msg(frame_id)
+    assert deserialize_message(path.cdr("other"), Path) == path.msg("other")
+    path.clear()
+    assert deserialize_message(path.cdr(frame_id), Path) == path.msg(frame_id)

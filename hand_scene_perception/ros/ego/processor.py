@@ -78,6 +78,9 @@ class EgoMessages:
     hands: HandArray
     markers: HandMarkers
     paths: dict[str, Path]
+    # the same paths as CDR bytes, what the node publishes (ros/paths.py CappedPath.cdr: a long Path message's
+    # serialisation holds the interpreter lock for milliseconds)
+    serialized_paths: dict[str, bytes]
     odometry: Odometry
     contacts: ContactArray
     transforms: list[TransformStamped]
@@ -287,6 +290,7 @@ class EgoMessageProcessor:
             hands=hand_array_msg([h.world for h in hands], self.world_frame, stamp),
             markers=hand_markers,
             paths={side.value: self.paths[side].msg(self.world_frame) for side in SIDES},
+            serialized_paths={side.value: self.paths[side].cdr(self.world_frame) for side in SIDES},
             odometry=odometry,
             contacts=contact_array_msg(result.contacts, self.world_frame, stamp),
             transforms=transforms,
