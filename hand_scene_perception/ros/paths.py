@@ -18,7 +18,6 @@ from rclpy.serialization import serialize_message
 
 from .conversions import header_msg, pose_msg
 
-
 _ENCAPSULATION_BYTES = 4  # the CDR header before a serialised message's fields
 
 
