@@ -10,7 +10,6 @@ its own fields in :meth:`_init_state`, and implements ``on_configure``/``on_acti
 
 from __future__ import annotations
 
-import queue
 import signal
 import threading
 import time
@@ -46,45 +45,6 @@ PROCESSING_WINDOW = 100
 IDLE_CHECK_S = 0.2
 # Latched outputs (late subscribers still get the last message).
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
-
-
-class Outbox:
-    """A thread that publishes a worker's results in order while the worker goes on with the next frame.
-
-    A frame's messages are built on the worker; publishing them, and drawing what is drawn only for viewers (the
-    ego node's overlay), hold the interpreter for several milliseconds a frame that the worker's next frame would
-    otherwise wait for. At most ``depth`` results wait; beyond that :meth:`put` blocks the worker (nothing already
-    computed is dropped, and the wait bounds the backlog). An error in ``publish`` is raised by the next
-    :meth:`put` (in the worker, as if it had published itself), never left to block it.
-    """
-
-    _END = object()
-
-    def __init__(self, publish: Callable[[object], None], name: str, depth: int = 2) -> None:
-        self._publish = publish
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def put(self, item: object) -> None:
-        """Publish ``item`` after the ones before it (blocks while ``depth`` wait)."""
-        if self._error is not None:
-            raise self._error
-        self._queue.put(item)
-
-    def close(self) -> None:
-        """Publish what waits, then end the thread."""
-        self._queue.put(self._END)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not self._END:
-            if self._error is None:
-                try:
-                    self._publish(item)
-                except Exception as error:  # (the rest is taken and dropped, so the worker never blocks)
-                    self._error = error
 
 
 def float_param(description: str, low: float, high: float, step: float = 0.0) -> ParameterDescriptor:
@@ -231,7 +191,6 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         self._mailbox: deque[object] = deque(maxlen=self.MAILBOX_DEPTH)
         self._dropped_busy = 0
         self._worker: threading.Thread | None = None
-        self._outbox: Outbox | None = None
         self._running = False
         self._inputs: list = []
         self._qos_timer = None
@@ -361,23 +320,18 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
                 self.destroy_subscription(entry)
         self._inputs = []
 
-    def _start_worker(self, target: Callable[[], None], name: str,
-                      publish: Callable[[object], None] | None = None) -> None:
-        """Start the worker thread; with ``publish``, also an :class:`Outbox` (``self._outbox``) that publishes
-        what the worker puts into it."""
+    def _start_worker(self, target: Callable[[], None], name: str) -> None:
         self._running = True
-        if publish is not None:
-            self._outbox = Outbox(self._until_context_ends(publish), f"{name}-publish")
         self._worker = threading.Thread(target=self._until_context_ends(target), name=name, daemon=True)
         self._worker.start()
 
-    def _until_context_ends(self, target: Callable[..., None]) -> Callable[..., None]:
+    def _until_context_ends(self, target: Callable[[], None]) -> Callable[[], None]:
         """``target``, ending quietly when rclpy's context went down under it (Ctrl-C shuts the context down
         before the node can stop its worker, so a publish under way fails); other errors are raised."""
 
-        def run(*args: object) -> None:
+        def run() -> None:
             try:
-                target(*args)
+                target()
             except Exception:
                 if self.context.ok():
                     raise
@@ -392,9 +346,6 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         if self._worker is not None:
             self._worker.join()
             self._worker = None
-        if self._outbox is not None:  # after the worker: it publishes what the worker finished
-            self._outbox.close()
-            self._outbox = None
 
     def _release(self) -> None:
         for timer in self._own_timers:

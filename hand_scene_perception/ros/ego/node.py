@@ -201,7 +201,7 @@ class EgoReconstructionNode(PipelineNode):
         for stream in ["camera_info", *paired]:
             self._subscribe(kinds[stream], stream, self._receiver(stream), self._param(f"qos_{stream}"))
         self._outputs["hand_mesh_topology"].publish(self._processor.mesh_topology_msg())
-        self._start_worker(self._work, "ego-node-worker", publish=self._publish)
+        self._start_worker(self._work, "ego-node-worker")
         return result
 
     # ------------------------------------------------------------------ input
@@ -226,8 +226,7 @@ class EgoReconstructionNode(PipelineNode):
         """Process frames as they arrive (EgoMessageProcessor.process_arrivals): a stream starts with the next
         frame and goes on while frames keep arriving during the frames before them, the next one entering the
         detector as soon as it waits (overlapping frame t's fitting and mapping); each frame's results go out as
-        soon as it is done, to the outbox thread that publishes them (ros/node_base.py Outbox), so the worker goes
-        on with the next frame at once. Once a frame is done and none waits, the worker waits for the next."""
+        soon as it is done. Once a frame is done and none waits, the worker waits for the next."""
         while self._running:
             self._wait_for_mail()  # wait here, not inside the stream: the stream runs under the lock
             stream = self._processor_stream()
@@ -236,7 +235,7 @@ class EgoReconstructionNode(PipelineNode):
                     out = next(stream, None)
                 if out is None:
                     break
-                self._outbox.put((out, self._show_frame))  # (_show_frame: this frame's, set while it was built)
+                self._publish(out)
 
     def _processor_stream(self):
         """The processor's stream over :meth:`_next_input` (empty once the processor is released)."""
@@ -278,17 +277,14 @@ class EgoReconstructionNode(PipelineNode):
             self._input_errors += 1
         self._report(WARN if isinstance(error, DepthInputError | PoseInputError) else ERROR, f"input skipped: {error}")
 
-    def _publish(self, item: tuple[EgoMessages, bool]) -> None:
-        """One frame's outputs (on the outbox thread): hands, TF, markers, paths (on shown frames), odometry and
-        contacts, then the statistics, the overlay and the map."""
-        out, shown = item
+    def _publish(self, out: EgoMessages) -> None:
         outputs = self._outputs
         start = time.perf_counter()
         outputs["hands"].publish(out.hands)
         outputs["tf"].publish(TFMessage(transforms=out.transforms))
         if out.markers:
             outputs["hand_markers"].publish(out.markers.serialized())
-        if shown:
+        if self._show_frame:
             for side, path in out.serialized_paths.items():
                 outputs[f"hand_paths/{side}"].publish(path)
         outputs["camera_odometry"].publish(out.odometry)
@@ -300,8 +296,7 @@ class EgoReconstructionNode(PipelineNode):
         self._processing_ms.append(1e3 * (published - out.taken_at))
         for warning in out.warnings:
             self._report(WARN, warning)
-        if shown:
-            self._maybe_publish_overlay(out)
+        self._maybe_publish_overlay(out)
         overlaid = time.perf_counter()
         self._maybe_publish_map(out.result.stamp_ns)
         out.timings_ms.update(publish=1e3 * (published - start), overlay=1e3 * (overlaid - published),
@@ -313,12 +308,13 @@ class EgoReconstructionNode(PipelineNode):
         only while it has subscribers: drawing two hands costs ~8-17 ms a frame; after the frame's hands are out
         (never delays them)."""
         publisher = self._outputs["overlay"]
-        if publisher.get_subscription_count() == 0:
+        if not self._show_frame or publisher.get_subscription_count() == 0:
             return
         with self._lock:
-            processor = self._processor
-        if processor is not None:  # (drawn outside the lock: it reads only this frame's result and the faces)
-            publisher.publish(processor.overlay_msg(out))
+            if self._processor is None:
+                return
+            msg = self._processor.overlay_msg(out)
+        publisher.publish(msg)
 
     def _maybe_publish_map(self, stamp_ns: int) -> None:
         """scene_map at map_publish_rate_hz (node clock), after a frame's hands are out (never delays them)."""
