@@ -1,0 +1,147 @@
+"""Mesh-guided Gaussians: anchored on the posed mesh, oriented by its faces, appearance from zero-started MLPs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from hand_scene_perception.core.hand_model import HandSide, create_hand_model
+from hand_scene_perception.gaussian.mesh_gaussians import (
+    GAUSSIANS_PER_FACE,
+    MAX_LOG_SCALE_RESIDUAL,
+    MeshGaussians,
+    face_quaternions,
+    matrix_to_quaternion,
+    mesh_sampling,
+)
+
+
+@pytest.fixture(scope="module")
+def open_hand():
+    model = create_hand_model("open")
+    rest = model.forward(np.zeros((16, 3), np.float32), side=HandSide.RIGHT)
+    return model, np.asarray(rest.vertices[0], np.float64), model.faces(HandSide.RIGHT)
+
+
+def _tetrahedron() -> tuple[np.ndarray, np.ndarray]:
+    vertices = np.array([[0.0, 0, 0], [0.02, 0, 0], [0, 0.02, 0], [0, 0, 0.02]])
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    return vertices, faces
+
+
+def test_samples_are_on_their_faces_uniform_and_fixed_per_model():
+    sampling = mesh_sampling(500, "open_hand_v1")
+    assert sampling.shape == (500, GAUSSIANS_PER_FACE, 3)
+    assert np.all(sampling >= 0) and np.allclose(sampling.sum(axis=-1), 1.0)
+    np.testing.assert_array_equal(sampling, mesh_sampling(500, "open_hand_v1"))  # rebuilt identically
+    assert not np.array_equal(sampling, mesh_sampling(500, "mano"))  # seeded per model
+    # uniform over the triangle: each barycentric coordinate has mean 1/3 and the first has P(b0 > 1/2) = 1/4
+    assert np.allclose(sampling.reshape(-1, 3).mean(axis=0), 1 / 3, atol=0.01)
+    assert abs(np.mean(sampling[..., 0] > 0.5) - 0.25) < 0.02
+    with pytest.raises(ValueError, match="at least one face"):
+        mesh_sampling(0, "open_hand_v1")
+
+
+def test_gaussians_follow_the_posed_mesh(open_hand):
+    model, rest, faces = open_hand
+    gaussians = MeshGaussians(faces, rest, model.name)
+    assert gaussians.num_gaussians == len(faces) * GAUSSIANS_PER_FACE
+    pose = np.zeros((16, 3), np.float32)
+    pose[[2, 3, 5, 6]] = [0.0, 0.0, 0.6]  # bend two fingers
+    posed = np.asarray(model.forward(pose, side=HandSide.RIGHT).vertices[0], np.float64)
+    rotation = Rotation.from_rotvec([0.3, -0.5, 0.9])
+    moved = rotation.apply(posed) + [0.1, -0.2, 0.5]
+    out = gaussians(torch.as_tensor(np.stack([posed, moved]), dtype=torch.float32))
+    positions = out.positions.double().numpy()
+    # on the posed mesh: each Gaussian is its face's corners weighted by its barycentric coordinates
+    expected = np.einsum("fkc,fcd->fkd", mesh_sampling(len(faces), model.name), posed[faces]).reshape(-1, 3)
+    np.testing.assert_allclose(positions[0], expected, atol=1e-6)
+    # and a rigid motion of the mesh moves positions and orientations with it
+    np.testing.assert_allclose(positions[1], rotation.apply(positions[0]) + [0.1, -0.2, 0.5], atol=1e-5)
+    turned = rotation * Rotation.from_quat(out.rotations[0].double().numpy()[:, [1, 2, 3, 0]])
+    angle = (turned.inv() * Rotation.from_quat(out.rotations[1].double().numpy()[:, [1, 2, 3, 0]])).magnitude()
+    assert angle.max() < 1e-3
+    # pose-independent appearance, shared by the batch
+    assert out.colors.shape == (gaussians.num_gaussians, 3) and out.scales.shape == (2, gaussians.num_gaussians, 3)
+    torch.testing.assert_close(out.scales[0], out.scales[1])
+
+
+def test_rotations_are_the_face_frames():
+    vertices, faces = _tetrahedron()
+    quaternions = face_quaternions(torch.as_tensor(vertices), torch.as_tensor(faces)).numpy()
+    np.testing.assert_allclose(np.linalg.norm(quaternions, axis=1), 1.0, atol=1e-12)
+    assert np.all(quaternions[:, 0] >= 0)
+    matrices = Rotation.from_quat(quaternions[:, [1, 2, 3, 0]]).as_matrix()
+    corners = vertices[faces]
+    edges = corners[:, 1] - corners[:, 0]
+    normals = np.cross(edges, corners[:, 2] - corners[:, 0])
+    np.testing.assert_allclose(matrices[:, :, 0], edges / np.linalg.norm(edges, axis=1, keepdims=True), atol=1e-9)
+    np.testing.assert_allclose(matrices[:, :, 2], normals / np.linalg.norm(normals, axis=1, keepdims=True), atol=1e-9)
+    # the normals point out of the closed tetrahedron (counter-clockwise faces)
+    assert np.all(np.einsum("ij,ij->i", normals, corners.mean(axis=1) - vertices.mean(axis=0)) > 0)
+
+
+@pytest.mark.parametrize("rotvec", [[0, 0, 0], [np.pi, 0, 0], [0, np.pi, 0], [0, 0, np.pi], [2.0, -1.0, 0.5],
+                                    [0.0, 3.1, 0.2], [1e-9, 0, 0]])  # fmt: skip
+def test_matrix_to_quaternion_inverts_every_branch(rotvec):
+    rotation = Rotation.from_rotvec(rotvec)
+    quaternion = matrix_to_quaternion(torch.as_tensor(rotation.as_matrix())).numpy()
+    expected = rotation.as_quat()[[3, 0, 1, 2]]
+    expected = expected if expected[0] > 0 or (expected[0] == 0 and quaternion @ expected > 0) else -expected
+    np.testing.assert_allclose(np.abs(quaternion @ expected), 1.0, atol=1e-9)  # same rotation, either sign at w = 0
+    np.testing.assert_allclose(Rotation.from_quat(quaternion[[1, 2, 3, 0]]).as_matrix(), rotation.as_matrix(),
+                               atol=1e-9)  # fmt: skip
+
+
+def test_appearance_starts_at_its_base_and_learns_within_bounds():
+    vertices, faces = _tetrahedron()
+    gaussians = MeshGaussians(faces, vertices, "tetrahedron")
+    out = gaussians(torch.as_tensor(vertices))
+    torch.testing.assert_close(out.colors, torch.full_like(out.colors, 0.5))  # zero output layers: mid-grey
+    torch.testing.assert_close(out.scales, torch.exp(gaussians.log_scale_base)[:, None].expand(-1, 3))
+    # the base is the face's area shared among its samples
+    area = 0.5 * np.linalg.norm(np.cross(vertices[faces][:, 1] - vertices[faces][:, 0],
+                                         vertices[faces][:, 2] - vertices[faces][:, 0]), axis=1)  # fmt: skip
+    expected = np.repeat(np.sqrt(area / (np.pi * GAUSSIANS_PER_FACE)), GAUSSIANS_PER_FACE)
+    np.testing.assert_allclose(torch.exp(gaussians.log_scale_base).detach().numpy(), expected, rtol=1e-6)
+    assert gaussians.opacity_loss().item() == pytest.approx((1 - 0.99) ** 2, rel=1e-4)
+
+    # a few steps toward red, huge Gaussians and full opacity: colours and opacity move, scales stay bounded
+    optimiser = torch.optim.Adam(gaussians.parameters(), lr=0.05)
+    for _ in range(60):
+        out = gaussians(torch.as_tensor(vertices))
+        red = torch.mean((out.colors - torch.tensor([1.0, 0.0, 0.0])) ** 2)
+        loss = red - torch.log(out.scales).mean() + gaussians.opacity_loss()  # (larger and larger Gaussians)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    out = gaussians(torch.as_tensor(vertices))
+    assert float(out.colors[:, 0].mean()) > 0.8 and float(out.colors[:, 1:].mean()) < 0.2
+    residual = torch.log(out.scales) - gaussians.log_scale_base[:, None]
+    assert 0.5 * MAX_LOG_SCALE_RESIDUAL < residual.max().item() <= MAX_LOG_SCALE_RESIDUAL + 1e-6  # pushed, bounded
+    assert gaussians.opacity_loss().item() < (1 - 0.99) ** 2
+
+
+def test_embeddings_from_outside_replace_the_learnt_ones_per_frame():
+    vertices, faces = _tetrahedron()
+    gaussians = MeshGaussians(faces, vertices, "tetrahedron")
+    torch.nn.init.normal_(gaussians.color_mlp[2].weight)
+    frames = torch.as_tensor(np.stack([vertices, vertices + 0.01]))
+    generator = torch.Generator().manual_seed(0)
+    predicted = torch.randn(2, len(vertices), gaussians.vertex_embeddings.shape[1], generator=generator)
+    out = gaussians(frames, vertex_embeddings=predicted)
+    assert out.colors.shape == (2, gaussians.num_gaussians, 3)
+    assert not torch.allclose(out.colors[0], out.colors[1])
+
+
+def test_bad_meshes_are_refused():
+    vertices, faces = _tetrahedron()
+    with pytest.raises(ValueError, match="index vertex"):
+        MeshGaussians(faces + 1, vertices, "tetrahedron")
+    with pytest.raises(ValueError, match=r"\(F, 3\)"):
+        MeshGaussians(faces[:, :2], vertices, "tetrahedron")
+    gaussians = MeshGaussians(faces, vertices, "tetrahedron")
+    with pytest.raises(ValueError, match="vertices must be"):
+        gaussians(torch.zeros(5, 3))
