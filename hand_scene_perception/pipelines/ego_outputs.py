@@ -33,6 +33,7 @@ from scipy.spatial.transform import Rotation
 from ..core.contacts import Contact
 from ..core.files import atomic_write
 from ..core.hand_model.side import HandSide
+from ..core.ply import write_vertex_ply
 from .ego import EgoResult
 
 HANDS_NPZ = "hands.npz"
@@ -264,22 +265,14 @@ def write_contacts_csv(path: str | Path, contacts: Sequence[tuple[int, int, Cont
 
 
 def write_ply(path: str | Path, points: np.ndarray, colors: np.ndarray) -> None:
-    """Binary little-endian PLY of coloured points (float32 x y z, uchar red green blue), built in one buffer."""
+    """Binary little-endian PLY of coloured points (float32 x y z, uchar red green blue)."""
     points = np.asarray(points, np.float32).reshape(-1, 3)
     colors = np.asarray(colors).reshape(-1, 3)
     if len(colors) != len(points):
         raise ValueError(f"{len(points)} points but {len(colors)} colours")
-    vertex = np.empty(len(points), [("xyz", "<f4", 3), ("rgb", "u1", 3)])
-    vertex["xyz"] = points
-    vertex["rgb"] = colors
-    header = (
-        "ply\nformat binary_little_endian 1.0\ncomment hand_scene_perception ego map (world frame, metres)\n"
-        f"element vertex {len(points)}\nproperty float x\nproperty float y\nproperty float z\n"
-        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
-    )
-    with atomic_write(path) as handle:
-        handle.write(header.encode("ascii"))
-        handle.write(vertex.tobytes())
+    colors = colors.astype(np.uint8)
+    columns = [*zip("xyz", points.T, strict=True), *zip(("red", "green", "blue"), colors.T, strict=True)]
+    write_vertex_ply(path, columns, "hand_scene_perception ego map (world frame, metres)")
 
 
 def write_png(path: str | Path, image: Image.Image) -> None:

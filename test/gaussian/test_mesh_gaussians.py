@@ -16,6 +16,7 @@ from hand_scene_perception.gaussian.mesh_gaussians import (
     matrix_to_quaternion,
     mesh_sampling,
 )
+from hand_scene_perception.gaussian.splat_ply import SH_C0, write_splat_ply
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,48 @@ def test_bad_meshes_are_refused():
     gaussians = MeshGaussians(faces, vertices, "tetrahedron")
     with pytest.raises(ValueError, match="vertices must be"):
         gaussians(torch.zeros(5, 3))
+
+
+def _read_ply(path) -> tuple[list[str], np.ndarray]:
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    names = [line.split()[-1] for line in header if line.startswith("property")]
+    assert all(line.split()[1] == "float" for line in header if line.startswith("property"))
+    return header, np.frombuffer(data[end:], np.dtype([(name, "<f4") for name in names]))
+
+
+def test_a_posed_avatar_exports_to_the_3dgs_layout(tmp_path):
+    vertices, faces = _tetrahedron()
+    gaussians = MeshGaussians(faces, vertices, "tetrahedron")
+    torch.nn.init.normal_(gaussians.color_mlp[2].weight)  # colours other than grey
+    posed = gaussians(torch.as_tensor(vertices + [0.0, 0.0, 0.4]))
+    write_splat_ply(tmp_path / "hand.ply", posed)
+    header, rows = _read_ply(tmp_path / "hand.ply")
+    assert header[:2] == ["ply", "format binary_little_endian 1.0"] and f"element vertex {len(posed)}" in header
+    assert list(rows.dtype.names) == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
+                                      "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]  # fmt: skip
+    column = lambda *names: np.stack([rows[name] for name in names], axis=1).astype(np.float64)  # noqa: E731
+    np.testing.assert_allclose(column("x", "y", "z"), posed.positions.detach().numpy(), atol=1e-7)
+    np.testing.assert_allclose(0.5 + SH_C0 * column("f_dc_0", "f_dc_1", "f_dc_2"), posed.colors.detach().numpy(),
+                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(1 / (1 + np.exp(-rows["opacity"])), posed.opacities.detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(np.exp(column("scale_0", "scale_1", "scale_2")), posed.scales.detach().numpy(),
+                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(column("rot_0", "rot_1", "rot_2", "rot_3"), posed.rotations.detach().numpy(), atol=1e-7)
+    assert not np.any(column("nx", "ny", "nz"))
+
+
+def test_a_batch_or_a_nan_pose_is_not_exported_and_nothing_is_lost(tmp_path):
+    vertices, faces = _tetrahedron()
+    gaussians = MeshGaussians(faces, vertices, "tetrahedron")
+    target = tmp_path / "hand.ply"
+    write_splat_ply(target, gaussians(torch.as_tensor(vertices)))
+    before = target.read_bytes()
+    with pytest.raises(ValueError, match="not a batch"):
+        write_splat_ply(target, gaussians(torch.as_tensor(np.stack([vertices, vertices]))))
+    broken = vertices.copy()
+    broken[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        write_splat_ply(target, gaussians(torch.as_tensor(broken)))
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["hand.ply"]
