@@ -114,22 +114,30 @@ class MeshGaussians(nn.Module):
         table = self.vertex_embeddings if vertex_embeddings is None else vertex_embeddings
         return _on_faces(table, self.faces, self.barycentric)
 
-    def forward(self, vertices: torch.Tensor, vertex_embeddings: torch.Tensor | None = None) -> Gaussians:
-        """Pose the Gaussians on ``vertices`` (..., V, 3) (the hand mesh in any frame, metres)."""
+    def appearance(self, vertex_embeddings: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Colours (..., N, 3) and scales (..., N, 3): the MLPs' part, which does not depend on the pose. It is most
+        of the cost (68k Gaussians a hand with the open model: ~30 ms of 34 on this CPU), so a caller posing a
+        trained avatar frame after frame computes it once and passes it to :meth:`forward`."""
+        embedding = self.embeddings(vertex_embeddings)
+        log_scale = self.log_scale_base[:, None] + MAX_LOG_SCALE_RESIDUAL * torch.tanh(self.scale_mlp(embedding))
+        return torch.sigmoid(self.color_mlp(embedding)), torch.exp(log_scale)
+
+    def forward(self, vertices: torch.Tensor, vertex_embeddings: torch.Tensor | None = None,
+                appearance: tuple[torch.Tensor, torch.Tensor] | None = None) -> Gaussians:  # fmt: skip
+        """Pose the Gaussians on ``vertices`` (..., V, 3) (the hand mesh in any frame, metres); ``appearance``:
+        :meth:`appearance`'s result to reuse (else computed here, from ``vertex_embeddings`` when given)."""
         if vertices.shape[-1] != 3 or vertices.shape[-2] != self.vertex_embeddings.shape[0]:
             raise ValueError(f"vertices must be (..., {self.vertex_embeddings.shape[0]}, 3), got "
                              f"{tuple(vertices.shape)}")  # fmt: skip
         vertices = vertices.to(self.barycentric.dtype)
-        embedding = self.embeddings(vertex_embeddings)
-        log_scale = self.log_scale_base[:, None] + MAX_LOG_SCALE_RESIDUAL * torch.tanh(self.scale_mlp(embedding))
-        scales = torch.exp(log_scale)
+        colors, scales = self.appearance(vertex_embeddings) if appearance is None else appearance
         if scales.dim() < vertices.dim():
             scales = scales.expand(*vertices.shape[:-2], *scales.shape)
         return Gaussians(
             positions=_on_faces(vertices, self.faces, self.barycentric),
             rotations=face_quaternions(vertices, self.faces).repeat_interleave(self.per_face, dim=-2),
             scales=scales,
-            colors=torch.sigmoid(self.color_mlp(embedding)),
+            colors=colors,
             opacities=torch.sigmoid(self.opacity_logits),
         )
 

@@ -191,3 +191,18 @@ def test_a_batch_or_a_nan_pose_is_not_exported_and_nothing_is_lost(tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         write_splat_ply(target, gaussians(torch.as_tensor(broken)))
     assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["hand.ply"]
+
+
+def test_appearance_computed_once_poses_the_same_avatar():
+    vertices, faces = _tetrahedron()
+    gaussians = MeshGaussians(faces, vertices, "tetrahedron")
+    torch.nn.init.normal_(gaussians.scale_mlp[2].weight)
+    torch.nn.init.normal_(gaussians.color_mlp[2].weight)
+    appearance = gaussians.appearance()
+    for offset in (0.0, 0.05):
+        frame = torch.as_tensor(vertices + offset)
+        reused, fresh = gaussians(frame, appearance=appearance), gaussians(frame)
+        for name in ("positions", "rotations", "scales", "colors", "opacities"):
+            torch.testing.assert_close(getattr(reused, name), getattr(fresh, name))
+    black = gaussians(torch.as_tensor(vertices), appearance=(torch.zeros_like(appearance[0]), appearance[1]))
+    assert not black.colors.any()  # what is passed is what is used
