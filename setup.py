@@ -23,6 +23,7 @@ setup(
         "scipy>=1.11",
         "torch>=2.4",
         "smplx>=0.1.28",
+        "pytorch-msssim>=1.0",
         "pillow>=10",
         "pyyaml>=6",
     ],
