@@ -443,8 +443,11 @@ def spin_node(
     interrupted = threading.Event()
 
     def on_sigint(signum: int, frame: object) -> None:
+        # Only remember it: rclpy's own handler (installed by rclpy.init, which calls this one) has already shut the
+        # context down, which ends spin. Raising KeyboardInterrupt here instead landed wherever the main thread
+        # was, e.g. half-way through an executor Task's construction (rclpy then printed "'Task' object has no
+        # attribute '_exception'" from its __del__, seen once in the Kilted shutdown test).
         interrupted.set()
-        raise KeyboardInterrupt
 
     previous_sigint = signal.signal(signal.SIGINT, on_sigint)  # rclpy's handler (rclpy.init) calls this one
     rclpy.init(args=args)
@@ -458,9 +461,8 @@ def spin_node(
         pass
     except Exception:
         # A signal can shut the context down between the executor's check and its wait set (rclpy raises
-        # RCLError "the given context is not valid" then, seen once in ~20 SIGTERMs), and a KeyboardInterrupt
-        # raised inside a pybind11 call comes out as RuntimeError "Unable to convert call argument" (Kilted,
-        # SIGINT while a message was taken): both are stops like the others.
+        # RCLError "the given context is not valid" then, seen once in ~20 SIGTERMs), or while the node is still
+        # being built (its next rclpy call fails): stops like the others.
         if rclpy.ok() and not interrupted.is_set():
             raise
     finally:
