@@ -16,6 +16,7 @@ Pixel coordinates follow :class:`~hand_scene_perception.core.camera.PinholeCamer
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -116,12 +117,14 @@ def _render_cpu(gaussians: Gaussians, camera: PinholeCamera, camera_from_frame: 
     with torch.no_grad():  # which pixels each Gaussian touches: where its alpha can reach MIN_ALPHA
         largest = 0.5 * (a + c) + torch.sqrt((0.25 * (a - c) ** 2 + b * b).clamp_min(0))
         reach = torch.log((opacity.clamp_max(MAX_ALPHA) / MIN_ALPHA).clamp_min(1.0))
-        # (+ 0.5: the footprint is centred on the nearest pixel, not on the exact centre)
-        radius = torch.ceil(torch.sqrt(2 * reach * largest) + 0.5).clamp_max(MAX_RADIUS_PX).to(torch.int64)
+        # alpha ≥ MIN_ALPHA needs the offset d from the exact centre to satisfy |d| ≤ extent; the footprint is
+        # centred on the nearest pixel, at most sqrt(1/2) px away, so cells within extent + sqrt(1/2) of it cover it
+        extent = torch.sqrt(2 * reach * largest).clamp_max(MAX_RADIUS_PX) + math.sqrt(0.5)
+        radius = torch.ceil(extent).to(torch.int64)
         nearest = torch.round(centre).to(torch.int64)
         on_screen = (radius > 0) & (nearest[:, 0] + radius >= 0) & (nearest[:, 0] - radius < width) \
             & (nearest[:, 1] + radius >= 0) & (nearest[:, 1] - radius < height)  # fmt: skip
-        owner, pixel = _footprints(nearest, radius, on_screen, width, height)
+        owner, pixel = _footprints(nearest, radius, extent, on_screen, width, height)
     if not len(owner):
         return empty
     # one gather per pair of everything its alpha needs (front-to-back rank = owner: index is depth-sorted)
@@ -155,11 +158,11 @@ def _render_cpu(gaussians: Gaussians, camera: PinholeCamera, camera_from_frame: 
     return Rendering(image.reshape(height, width, 3), coverage.reshape(height, width), depth.reshape(height, width))
 
 
-def _footprints(nearest: torch.Tensor, radius: torch.Tensor, on_screen: torch.Tensor, width: int,
-                height: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(Gaussian, pixel) pairs of the square footprints, in the image: the Gaussians grouped by radius (a few values),
-    each group one broadcast of its offsets (no per-pair division or repeat; 1-D index_select, which is several times
-    faster than advanced indexing on the CPU)."""
+def _footprints(nearest: torch.Tensor, radius: torch.Tensor, extent: torch.Tensor, on_screen: torch.Tensor,
+                width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(Gaussian, pixel) pairs of the disc footprints (``extent`` px around the pixel ``nearest``), in the image: the
+    Gaussians grouped by integer radius (a few values), each group one broadcast of its square of offsets, masked to
+    the disc (no per-pair division or repeat; 1-D index_select, several times faster than advanced indexing here)."""
     owners, pixels = [], []
     for size in torch.unique(radius[on_screen]).tolist():
         members = torch.nonzero(on_screen & (radius == size)).ravel()
@@ -167,6 +170,7 @@ def _footprints(nearest: torch.Tensor, radius: torch.Tensor, on_screen: torch.Te
         columns = nearest[members, 0, None] + span  # (G, S)
         rows = nearest[members, 1, None] + span
         inside = ((rows >= 0) & (rows < height))[:, :, None] & ((columns >= 0) & (columns < width))[:, None, :]
+        inside &= (span[:, None] ** 2 + span[None, :] ** 2)[None] <= extent[members, None, None] ** 2
         group, cell = torch.nonzero(inside.reshape(len(members), -1)).unbind(1)  # cell = row offset * S + column
         base = nearest[members, 1] * width + nearest[members, 0]
         offsets = (span[:, None] * width + span[None, :]).reshape(-1)
