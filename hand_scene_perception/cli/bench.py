@@ -31,6 +31,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from ..eval.ros_ego import benchmark_ros_soak
 
         return print_report(benchmark_ros_soak(duration_s=args.duration), args.json)
+    if args.system == "gaussian":
+        from ..eval.gaussian import benchmark_gaussian
+
+        return print_report(benchmark_gaussian(num_frames=args.frames, seed=args.seed), args.json)
     if args.system == "multiview":
         from ..eval.multiview import benchmark_multiview
 
@@ -43,9 +47,10 @@ def run_bench(args: argparse.Namespace) -> int:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register the command and its arguments."""
     bench = commands.add_parser("bench", help="speed of a pipeline against its reference, in one run")
-    bench.add_argument("system", choices=("ego", "multiview", "synth", "ros-ego", "ros-soak"),
+    bench.add_argument("system", choices=("ego", "multiview", "synth", "ros-ego", "ros-soak", "gaussian"),
                        help="which pipeline (synth: the benchmark generator; ros-ego: the ego node through DDS; "
-                            "ros-soak: its memory over a long RGB-D run, e.g. --duration 600)")
+                            "ros-soak: its memory over a long RGB-D run, e.g. --duration 600; gaussian: posing and "
+                            "rasterising two Gaussian hands on the CPU, e.g. --frames 10)")
     bench.add_argument("--duration", type=float, default=10.0,
                        help="ros-ego: seconds timed per phase; ros-soak: seconds of the run (default 10)")
     bench.add_argument("--frames", type=int, default=90, help="frames to time (default 90)")
