@@ -46,9 +46,10 @@ def masked_ssim(rendered: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     rows, cols = torch.nonzero(mask.any(dim=1)).ravel(), torch.nonzero(mask.any(dim=0)).ravel()
     top, bottom = _span(int(rows[0]), int(rows[-1]) + 1, height)
     left, right = _span(int(cols[0]), int(cols[-1]) + 1, width)
-    crop = (slice(top, bottom), slice(left, right))
-    as_batch = lambda image: image[crop].permute(2, 0, 1)[None].to(torch.float64)  # noqa: E731
-    return ssim(as_batch(rendered), as_batch(target), data_range=1.0, win_size=SSIM_WINDOW)
+    def crop(image: torch.Tensor) -> torch.Tensor:  # (1, 3, h, w), as pytorch-msssim takes it
+        return image[top:bottom, left:right].permute(2, 0, 1)[None].to(torch.float64)
+
+    return ssim(crop(rendered), crop(target), data_range=1.0, win_size=SSIM_WINDOW)
 
 
 def _span(start: int, stop: int, size: int) -> tuple[int, int]:

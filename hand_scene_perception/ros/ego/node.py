@@ -285,7 +285,9 @@ class EgoReconstructionNode(PipelineNode):
         if out.markers:
             outputs["hand_markers"].publish(out.markers.serialized())
         if self._show_frame:
-            for side, path in out.serialized_paths.items():
+            with self._lock:  # (between frames: the paths are this frame's)
+                paths = {} if self._processor is None else self._processor.serialized_paths()
+            for side, path in paths.items():
                 outputs[f"hand_paths/{side}"].publish(path)
         outputs["camera_odometry"].publish(out.odometry)
         outputs["contacts"].publish(out.contacts)

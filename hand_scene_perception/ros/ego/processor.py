@@ -78,9 +78,6 @@ class EgoMessages:
     hands: HandArray
     markers: HandMarkers
     paths: dict[str, Path]
-    # the same paths as CDR bytes, what the node publishes (ros/paths.py CappedPath.cdr: a long Path message's
-    # serialisation holds the interpreter lock for milliseconds)
-    serialized_paths: dict[str, bytes]
     odometry: Odometry
     contacts: ContactArray
     transforms: list[TransformStamped]
@@ -290,7 +287,6 @@ class EgoMessageProcessor:
             hands=hand_array_msg([h.world for h in hands], self.world_frame, stamp),
             markers=hand_markers,
             paths={side.value: self.paths[side].msg(self.world_frame) for side in SIDES},
-            serialized_paths={side.value: self.paths[side].cdr(self.world_frame) for side in SIDES},
             odometry=odometry,
             contacts=contact_array_msg(result.contacts, self.world_frame, stamp),
             transforms=transforms,
@@ -318,6 +314,12 @@ class EgoMessageProcessor:
         return best
 
     # ------------------------------------------------------------------ state beyond one frame
+
+    def serialized_paths(self) -> dict[str, bytes]:
+        """Both hand paths now as CDR bytes, what a publisher takes (ros/paths.py CappedPath.cdr: serialising a
+        long Path message holds the interpreter lock for milliseconds); built only for the frames that publish
+        them (visualization_rate_hz), not every frame."""
+        return {side.value: self.paths[side].cdr(self.world_frame) for side in SIDES}
 
     def scene_map_msg(self, stamp_ns: int) -> PointCloud2:
         """The voxel map as PointCloud2 (x, y, z, rgb) in the world frame."""
