@@ -78,9 +78,12 @@ class Progress:
     """Frames done, rate and hands on stderr: one line redrawn in place on a terminal; on a pipe or log file a
     plain line every few seconds instead (no carriage-return clutter)."""
 
-    def __init__(self, total: int | None, clock: Callable[[], float] = time.monotonic, command: str = "run") -> None:
+    def __init__(self, total: int | None, clock: Callable[[], float] = time.monotonic, command: str = "run",
+                 unit: str = "frames") -> None:  # fmt: skip
+        """``unit``: what is counted ("frames": the rate reads FPS; anything else: UNIT/s)."""
         self.total = total
         self.command = command
+        self.unit = unit
         self._clock = clock
         self._start = self._last = clock()
         try:
@@ -97,7 +100,8 @@ class Progress:
         self._last = now
         rate = done / max(now - self._start, 1e-9)
         of = f"/{self.total}" if self.total else ""
-        line = f"hand-scene {self.command}: {done}{of} frames, {rate:.1f} FPS"
+        per_second = "FPS" if self.unit == "frames" else f"{self.unit}/s"
+        line = f"hand-scene {self.command}: {done}{of} {self.unit}, {rate:.1f} {per_second}"
         line += "" if hands is None else f", {hands} hand samples"
         try:
             if self._tty:

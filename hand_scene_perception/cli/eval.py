@@ -73,6 +73,12 @@ def run_eval(args: argparse.Namespace) -> int:
             oracle=args.oracle, noise_px=args.noise_px, camera_info=args.camera_info,
         )  # fmt: skip
         return print_report(summary, args.json)
+    if args.system == "gaussian":
+        from ..eval.gaussian_fit import evaluate_gaussian_fit
+
+        summary = evaluate_gaussian_fit(num_frames=args.frames or 300, steps=args.steps, seed=args.seeds[0],
+                                        refine_pose=not args.no_refine_pose)  # fmt: skip
+        return print_report(summary, args.json)
     from ..eval.ego import evaluate_ego
 
     summary = evaluate_ego(
@@ -85,9 +91,10 @@ def run_eval(args: argparse.Namespace) -> int:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register the command and its arguments."""
     evaluate = commands.add_parser("eval", help="measure a pipeline on synthetic sequences or real ground truth")
-    evaluate.add_argument("system", choices=("ego", "multiview", "real"),
-                          help="which pipeline: ego / multiview on generated sequences, or real: the ego pipeline on "
-                               "real frames (see `convert-gt`)")
+    evaluate.add_argument("system", choices=("ego", "multiview", "real", "gaussian"),
+                          help="which pipeline: ego / multiview on generated sequences, real: the ego pipeline on "
+                               "real frames (see `convert-gt`), gaussian: a per-video Gaussian avatar of a generated "
+                               "hand (held-out PSNR/SSIM, joint errors before and after image supervision)")
     evaluate.add_argument("path", type=Path, nargs="?", default=None,
                           help="real: a folder with frames/ and ground_truth.npz, or a video / image folder without "
                                "labels (then only the checks that need none)")
@@ -111,7 +118,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--hands", type=int, nargs="+", default=None, choices=(1, 2),
                           help="hand counts to generate (ego default: 1 2; multiview: one count, default 1)")
     evaluate.add_argument("--frames", type=int, default=None,
-                          help="frames per sequence (default: ego 100, multiview 150)")
+                          help="frames per sequence (default: ego 100, multiview 150, gaussian 300)")
+    evaluate.add_argument("--steps", type=int, default=2000, help="gaussian: fitting steps (default 2000)")
+    evaluate.add_argument("--no-refine-pose", action="store_true",
+                          help="gaussian: keep the tracked poses (default: refined by the image loss)")
     evaluate.add_argument("--views", type=int, default=4, help="multiview: cameras in the rig, 2-8 (default 4)")
     evaluate.add_argument("--camera-info", action="store_true",
                           help="multiview: cameras publish their true intrinsics (default: all estimated)")

@@ -12,9 +12,24 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..core.threads import use_single_threaded_math
-from . import bench, convert_gt, demo, detect, eval, hand_model_figure, launch, process, record, replay, run, video2bag
+from . import (
+    bench,
+    convert_gt,
+    demo,
+    detect,
+    eval,
+    fit,
+    hand_model_figure,
+    launch,
+    process,
+    record,
+    replay,
+    run,
+    video2bag,
+)
 
-COMMANDS = (demo, hand_model_figure, detect, run, eval, convert_gt, bench, video2bag, replay, record, process, launch)
+COMMANDS = (demo, hand_model_figure, detect, run, fit, eval, convert_gt, bench, video2bag, replay, record, process,
+            launch)
 
 
 def build_parser() -> argparse.ArgumentParser:

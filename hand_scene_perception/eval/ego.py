@@ -44,7 +44,7 @@ class _HandTrack:
     gt_world: list[np.ndarray]
 
 
-def _match(result: EgoResult, frame: SynthFrame) -> list[tuple[int, int]]:
+def match_synthetic_hands(result: EgoResult, frame: SynthFrame) -> list[tuple[int, int]]:
     """(gt hand index, estimated hand index) pairs by nearest wrist in the camera frame, greedy."""
     pairs, used = [], set()
     for gi, truth in enumerate(frame.hands):
@@ -101,7 +101,7 @@ def evaluate_sequence(
             result = pipeline.process(EgoFrame(frame.rgb, frame.camera, stamp_ns(frame), depth))
             poses_est.append(result.T_world_camera)
             poses_gt.append(frame.T_world_camera)
-            pairs = _match(result, frame)
+            pairs = match_synthetic_hands(result, frame)
             visible += sum(1 for truth in frame.hands if truth.visible)
             found += len(pairs)
             for gi, ei in pairs:

@@ -13,6 +13,12 @@ among its samples) times exp(``MAX_LOG_SCALE_RESIDUAL`` · tanh(residual)): boun
 mesh that anchors it. Positions are the samples on the posed mesh; rotations the frames of their faces (x along the
 first edge, z along the normal) as unit quaternions. Opacity is learnable per Gaussian; :meth:`opacity_loss` pulls
 it toward 1 (a hand is opaque: see-through Gaussians would let the background explain the image).
+
+Shading: the MLP's colour is an albedo; the posed colour is albedo × (ambient + gain · wrapped Lambert of the face
+normal against one learnt light direction), in the frame of the vertices given (the camera that filmed the hand).
+A hand turning under a fixed light changes its brightness far more than its skin changes (measured on the synthetic
+sequences: with the albedo alone the fit stalls with the shading baked into it); the term costs a dot product per
+Gaussian, so the pose-free MLP part can still be computed once. It starts neutral (ambient 1, gain 0).
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ MAX_LOG_SCALE_RESIDUAL = 1.5
 # Opacity before training (a logit of 4.6 is 0.99): the hand starts opaque, as the regulariser wants it.
 INITIAL_OPACITY = 0.99
 _EPS = 1e-12
+# Light before training: from above and in front in the optical frame (y down, z forward).
+INITIAL_LIGHT = (0.0, -0.7071, -0.7071)
+# Wrapped Lambert: light reaches this far past the terminator (in n·l), as skin's subsurface scattering lets it.
+SHADING_WRAP = 0.5
 
 
 def mesh_sampling(num_faces: int, model_name: str, per_face: int = GAUSSIANS_PER_FACE) -> np.ndarray:
@@ -103,6 +113,9 @@ class MeshGaussians(nn.Module):
         self.log_scale_base = nn.Parameter(torch.as_tensor(np.repeat(np.log(base), per_face), dtype=torch.float32))
         logit = float(np.log(INITIAL_OPACITY / (1.0 - INITIAL_OPACITY)))
         self.opacity_logits = nn.Parameter(torch.full((len(faces) * per_face,), logit))
+        self.light_direction = nn.Parameter(torch.tensor(INITIAL_LIGHT))
+        self.ambient = nn.Parameter(torch.tensor(1.0))
+        self.diffuse_gain = nn.Parameter(torch.tensor(0.0))
 
     @property
     def num_gaussians(self) -> int:
@@ -115,7 +128,7 @@ class MeshGaussians(nn.Module):
         return _on_faces(table, self.faces, self.barycentric)
 
     def appearance(self, vertex_embeddings: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Colours (..., N, 3) and scales (..., N, 3): the MLPs' part, which does not depend on the pose. It is most
+        """Albedos (..., N, 3) and scales (..., N, 3): the MLPs' part, which does not depend on the pose. It is most
         of the cost (68k Gaussians a hand with the open model: ~30 ms of 34 on this CPU), so a caller posing a
         trained avatar frame after frame computes it once and passes it to :meth:`forward`."""
         embedding = self.embeddings(vertex_embeddings)
@@ -130,16 +143,23 @@ class MeshGaussians(nn.Module):
             raise ValueError(f"vertices must be (..., {self.vertex_embeddings.shape[0]}, 3), got "
                              f"{tuple(vertices.shape)}")  # fmt: skip
         vertices = vertices.to(self.barycentric.dtype)
-        colors, scales = self.appearance(vertex_embeddings) if appearance is None else appearance
+        albedo, scales = self.appearance(vertex_embeddings) if appearance is None else appearance
         if scales.dim() < vertices.dim():
             scales = scales.expand(*vertices.shape[:-2], *scales.shape)
+        frames = face_frames(vertices, self.faces)
         return Gaussians(
             positions=_on_faces(vertices, self.faces, self.barycentric),
-            rotations=face_quaternions(vertices, self.faces).repeat_interleave(self.per_face, dim=-2),
+            rotations=matrix_to_quaternion(frames).repeat_interleave(self.per_face, dim=-2),
             scales=scales,
-            colors=colors,
+            colors=albedo * self.shading(frames[..., 2]).repeat_interleave(self.per_face, dim=-1)[..., None],
             opacities=torch.sigmoid(self.opacity_logits),
         )
+
+    def shading(self, normals: torch.Tensor) -> torch.Tensor:
+        """(...,) brightness of surfaces with unit ``normals`` (..., 3) under the learnt light (module notes)."""
+        light = self.light_direction / torch.linalg.norm(self.light_direction).clamp_min(_EPS)
+        lambert = torch.clamp((normals @ light.to(normals.dtype) + SHADING_WRAP) / (1.0 + SHADING_WRAP), 0.0, 1.0)
+        return torch.clamp(self.ambient + self.diffuse_gain * lambert, 0.0, 2.0)
 
     def opacity_loss(self) -> torch.Tensor:
         """Mean squared shortfall of the opacities from 1 (the regulariser)."""
@@ -153,15 +173,20 @@ def _on_faces(values: torch.Tensor, faces: torch.Tensor, barycentric: torch.Tens
     return sampled.reshape(*sampled.shape[:-3], -1, sampled.shape[-1])
 
 
-def face_quaternions(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(..., F, 4) unit quaternions (w, x, y, z) of each face's frame: x along the edge v0 -> v1, z along the normal
+def face_frames(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(..., F, 3, 3) rotations whose columns are each face's axes: x along the edge v0 -> v1, z along the normal
     (counter-clockwise winding), y = z × x."""
     corners = vertices[..., faces, :]
     first, second = corners[..., 1, :] - corners[..., 0, :], corners[..., 2, :] - corners[..., 0, :]
     x_axis = _unit(first)
     z_axis = _unit(torch.linalg.cross(first, second))
     y_axis = torch.linalg.cross(z_axis, x_axis)
-    return matrix_to_quaternion(torch.stack([x_axis, y_axis, z_axis], dim=-1))
+    return torch.stack([x_axis, y_axis, z_axis], dim=-1)
+
+
+def face_quaternions(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(..., F, 4) unit quaternions (w, x, y, z) of each face's frame (:func:`face_frames`)."""
+    return matrix_to_quaternion(face_frames(vertices, faces))
 
 
 def _unit(vectors: torch.Tensor) -> torch.Tensor:

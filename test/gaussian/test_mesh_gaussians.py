@@ -12,6 +12,7 @@ from hand_scene_perception.gaussian.mesh_gaussians import (
     GAUSSIANS_PER_FACE,
     MAX_LOG_SCALE_RESIDUAL,
     MeshGaussians,
+    face_frames,
     face_quaternions,
     matrix_to_quaternion,
     mesh_sampling,
@@ -64,9 +65,26 @@ def test_gaussians_follow_the_posed_mesh(open_hand):
     turned = rotation * Rotation.from_quat(out.rotations[0].double().numpy()[:, [1, 2, 3, 0]])
     angle = (turned.inv() * Rotation.from_quat(out.rotations[1].double().numpy()[:, [1, 2, 3, 0]])).magnitude()
     assert angle.max() < 1e-3
-    # pose-independent appearance, shared by the batch
-    assert out.colors.shape == (gaussians.num_gaussians, 3) and out.scales.shape == (2, gaussians.num_gaussians, 3)
+    # pose-independent scales, shared by the batch; colours per pose (shading), equal while the shading is neutral
+    assert out.colors.shape == out.scales.shape == (2, gaussians.num_gaussians, 3)
     torch.testing.assert_close(out.scales[0], out.scales[1])
+    torch.testing.assert_close(out.colors[0], out.colors[1])
+
+
+def test_shading_darkens_faces_turned_from_the_light():
+    vertices, faces = _tetrahedron()
+    gaussians = MeshGaussians(faces, vertices, "tetrahedron")
+    with torch.no_grad():
+        gaussians.light_direction.copy_(torch.tensor([0.0, 0.0, 1.0]))
+        gaussians.ambient.fill_(0.2)
+        gaussians.diffuse_gain.fill_(0.8)
+    normals = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    # facing the light: full; sideways: the wrapped Lambert's 1/3; away: ambient only
+    torch.testing.assert_close(gaussians.shading(normals), torch.tensor([1.0, 0.2 + 0.8 / 3, 0.2]))
+    out = gaussians(torch.as_tensor(vertices))
+    frames = face_frames(torch.as_tensor(vertices, dtype=torch.float32), torch.as_tensor(faces))
+    expected = 0.5 * gaussians.shading(frames[..., 2]).repeat_interleave(GAUSSIANS_PER_FACE)
+    torch.testing.assert_close(out.colors, expected[:, None].expand(-1, 3))  # mid-grey albedo times the shading
 
 
 def test_rotations_are_the_face_frames():

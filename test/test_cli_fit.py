@@ -1,0 +1,71 @@
+"""`hand-scene fit gaussian` end to end with the real detector: a tracked hand's avatar, report and preview written;
+a rerun with --resume continues the saved fit; bad arguments exit 2 before any work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from hand_scene_perception.core.hand_model import HandSide, create_hand_model
+from hand_scene_perception.gaussian.avatar_file import load_avatar
+from hand_scene_perception.synth.sequence import default_camera, generate_sequence
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMES = 10
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """10 synthetic frames at 320x240 with one hand (seed 1: detected in every frame at this size), as an AVI."""
+    path = tmp_path_factory.mktemp("fit") / "video.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))
+    assert writer.isOpened(), "OpenCV here cannot write MJPG AVI"
+    for frame in generate_sequence(1, FRAMES, num_hands=1, camera=default_camera(320, 240)):
+        writer.write(cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def _fit(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hand_scene_perception.cli", "fit", "gaussian", *args],
+        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_fit_writes_an_avatar_per_tracked_hand_and_resumes(video, tmp_path, subprocess_env):
+    out = tmp_path / "avatars"
+    common = ("--out", str(out), "--crop-size", "32", "--held-out-every", "4", "--refine-steps", "1")
+    done = _fit(str(video), "--steps", "3", *common, env=subprocess_env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "fit_report.json").read_text())
+    assert report["frames"] == FRAMES and len(report["hands"]) == 1
+    side, entry = next(iter(report["hands"].items()))
+    assert entry["steps"] == 3 and entry["resumed_at_step"] == 0
+    assert entry["training_views"] + entry["held_out_views"] == entry["views"] >= FRAMES - 2
+    assert entry["held_out_views"] >= 2 and 5.0 < entry["held_out_masked_psnr_db"] < 60.0
+    assert f"{side} hand: " in done.stdout and "held-out PSNR" in done.stdout
+    assert "3/3 steps" in done.stderr  # progress on a non-terminal stderr: plain lines
+    avatar, loaded_side = load_avatar(out / f"{side}.avatar.pt", create_hand_model("open"))
+    assert loaded_side is HandSide(side) and avatar.num_gaussians > 0
+    preview = cv2.imread(entry["preview"])
+    assert preview.shape == (32, 96, 3)  # input | render | novel view
+    # resumed: the saved 3 steps are kept, 2 more are taken
+    again = _fit(str(video), "--steps", "5", "--resume", *common, env=subprocess_env)
+    assert again.returncode == 0, again.stderr
+    entry = json.loads((out / "fit_report.json").read_text())["hands"][side]
+    assert entry["resumed_at_step"] == 3 and entry["steps"] == 5
+
+
+def test_bad_arguments_exit_2_before_tracking(video, tmp_path, subprocess_env):
+    done = _fit(str(video), "--out", str(tmp_path / "o"), "--steps", "0", env=subprocess_env)
+    assert done.returncode == 2 and "--steps must be at least 1" in done.stderr
+    assert not (tmp_path / "o").exists()
+    missing = _fit(str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o"), env=subprocess_env)
+    assert missing.returncode == 2 and "no video or image folder" in missing.stderr
+    assert not (tmp_path / "o").exists()
