@@ -37,6 +37,7 @@ setup(
             "hand-scene = hand_scene_perception.cli:main",
             "ego_reconstruction = hand_scene_perception.ros.ego.node:main",
             "multiview_fusion = hand_scene_perception.ros.multiview.node:main",
+            "gaussian_hands = hand_scene_perception.ros.gaussian.node:main",
         ],
     },
 )

@@ -67,14 +67,17 @@ def text_param(description: str) -> ParameterDescriptor:
 
 # Parameters both pipeline nodes declare, with the same meaning (name: (default, descriptor)). [configure]: read at
 # configure; [live]: takes effect at once; [start]: read once when the node starts.
+HAND_MODEL_PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
+    "hand_model": (HAND_MODEL_NAMES[0], text_param("open (package's own model) or mano (needs mano_dir) "
+                                                   "[configure]")),
+    "mano_dir": ("", text_param("folder with MANO_RIGHT/MANO_LEFT .pkl or .npz for hand_model mano [configure]")),
+}  # fmt: skip
 HAND_STAGE_PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "backend": (BACKEND_NAMES[0], text_param(
         f"hand expert: {', '.join(BACKEND_NAMES)} (embedded: MediaPipe's models bundled with its wheel, CPU) "
         "[configure]")),
     "max_hands": (2, int_param("most hands at once [configure]", 1, 4)),
-    "hand_model": (HAND_MODEL_NAMES[0], text_param("open (package's own model) or mano (needs mano_dir) "
-                                                   "[configure]")),
-    "mano_dir": ("", text_param("folder with MANO_RIGHT/MANO_LEFT .pkl or .npz for hand_model mano [configure]")),
+    **HAND_MODEL_PARAMETERS,
 }  # fmt: skip
 COMMON_PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "marker_lifetime_s": (0.5, float_param("hand marker lifetime, s (0: forever) [configure]", 0.0, 60.0)),

@@ -29,6 +29,8 @@ EGO_NODE_NAME = "ego_reconstruction"
 EGO_EXECUTABLE = "ego_reconstruction"
 MULTIVIEW_NODE_NAME = "multiview_fusion"
 MULTIVIEW_EXECUTABLE = "multiview_fusion"
+GAUSSIAN_NODE_NAME = "gaussian_hands"
+GAUSSIAN_EXECUTABLE = "gaussian_hands"
 # The multiview node's cameras when neither the params file nor the cameras argument names them (its default).
 DEFAULT_CAMERAS = ("cam0", "cam1")
 # Stands for each camera's name in the multiview topic arguments.

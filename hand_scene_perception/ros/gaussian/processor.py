@@ -1,0 +1,193 @@
+"""Messages ↔ the Gaussian avatar renderer, for the ``gaussian_hands`` node (no node plumbing here).
+
+One HandArray (the ego node's ``hands``, in its world frame) becomes: ``render``, the hands seen by the virtual
+camera (gaussian/renderer.py ViewSpec), with its CameraInfo and the TF from the filming camera to the render
+frame; ``overlay``, the hands rendered in the filming camera over that camera's image of the same stamp; and
+``gaussians/left|right``, each hand's posed Gaussians as a PointCloud2 in the hands' frame (:data:`GAUSSIAN_FIELDS`).
+The filming camera is the hands' ``image_frame_id`` (else the image's frame); its pose in the hands' frame comes
+from TF at the hands' stamp (the ego node publishes it with every frame), unless the hands are in that frame.
+
+A hand that cannot be drawn (no vertices, another hand model, no avatar for its side, non-finite values) is left out
+with its reason in ``skipped``; the other hands are still drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from hand_scene_msgs.msg import HandArray
+
+from ...core.transform_buffer import TransformUnavailable
+from ...core.transforms import inverse_matrices
+from ...gaussian.mesh_gaussians import Gaussians
+from ...gaussian.renderer import AvatarRenderer, HandNotRenderable, ViewSpec, composite, virtual_camera
+from ..conversions import (
+    MSG_TO_SIDE,
+    InputError,
+    byte_array,
+    camera_info_msg,
+    check_image_size,
+    header_msg,
+    image_msg,
+    image_rgb,
+    pinhole_camera,
+    time_ns,
+    transform_msg,
+)
+from ..tf_lookup import TransformLookup
+
+# The Gaussian cloud's fields, float32 each except rgb (0x00RRGGBB in a float32 slot, as RViz and PCL read it):
+# position (m), colour, opacity in (0, 1), the standard deviations along the Gaussian's axes (m) and its rotation
+# as a unit quaternion (w, x, y, z) taking those axes into the cloud's frame.
+GAUSSIAN_FIELD_NAMES = ("x", "y", "z", "rgb", "opacity", "scale_x", "scale_y", "scale_z", "rot_w", "rot_x", "rot_y",
+                        "rot_z")  # fmt: skip
+GAUSSIAN_FIELDS = tuple(PointField(name=name, offset=4 * index, datatype=PointField.FLOAT32, count=1)
+                        for index, name in enumerate(GAUSSIAN_FIELD_NAMES))  # fmt: skip
+GAUSSIAN_POINT_STEP = 4 * len(GAUSSIAN_FIELD_NAMES)
+
+
+@dataclass
+class GaussianMessages:
+    """What one HandArray produced (None: not asked for or not possible), the hands drawn and the hands left out."""
+
+    render: Image | None = None
+    render_info: CameraInfo | None = None
+    render_transform: object | None = None
+    overlay: Image | None = None
+    clouds: dict[str, PointCloud2] = field(default_factory=dict)
+    drawn: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def gaussian_cloud_msg(gaussians: Gaussians, transform: np.ndarray | None, frame_id: str,
+                       stamp_ns: int) -> PointCloud2:  # fmt: skip
+    """sensor_msgs/PointCloud2 of posed Gaussians in :data:`GAUSSIAN_FIELDS`' layout; ``transform`` (4, 4) maps
+    their frame into ``frame_id`` (None: they are in it)."""
+    positions = gaussians.positions.double().numpy()
+    rotations = gaussians.rotations.double().numpy()
+    if transform is not None:
+        from scipy.spatial.transform import Rotation
+
+        positions = positions @ transform[:3, :3].T + transform[:3, 3]
+        turned = Rotation.from_matrix(transform[:3, :3]) * Rotation.from_quat(rotations[:, [1, 2, 3, 0]])
+        rotations = turned.as_quat()[:, [3, 0, 1, 2]]
+        rotations *= np.where(rotations[:, :1] < 0, -1.0, 1.0)
+    colors = np.clip(gaussians.colors.double().numpy() * 255.0 + 0.5, 0, 255).astype(np.uint32)
+    packed = (colors[:, 0] << 16) | (colors[:, 1] << 8) | colors[:, 2]
+    values = np.empty((len(positions), len(GAUSSIAN_FIELD_NAMES)), np.float32)
+    values[:, 0:3] = positions
+    values[:, 3] = packed.astype(np.uint32).view(np.float32)
+    values[:, 4] = gaussians.opacities.double().numpy()
+    values[:, 5:8] = gaussians.scales.double().numpy()
+    values[:, 8:12] = rotations
+    return PointCloud2(header=header_msg(frame_id, stamp_ns), height=1, width=len(values),
+                       fields=list(GAUSSIAN_FIELDS), is_bigendian=False, point_step=GAUSSIAN_POINT_STEP,
+                       row_step=GAUSSIAN_POINT_STEP * len(values), data=byte_array(values),
+                       is_dense=True)  # fmt: skip
+
+
+class GaussianMessageProcessor:
+    """HandArray (+ the filming camera's image and CameraInfo) → render, overlay, clouds (module notes)."""
+
+    def __init__(self, renderer: AvatarRenderer, view: ViewSpec, render_frame: str,
+                 transforms: TransformLookup | None = None, tf_timeout_s: float = 0.0) -> None:  # fmt: skip
+        self.renderer = renderer
+        self.view = view
+        self.render_frame = render_frame
+        self._transforms = transforms
+        self._tf_timeout_s = tf_timeout_s
+
+    def close(self) -> None:
+        """Stop the TF listener."""
+        if self._transforms is not None:
+            self._transforms.close()
+            self._transforms = None
+
+    def _camera_from_hands(self, hands_frame: str, camera_frame: str, stamp_ns: int) -> np.ndarray:
+        if not camera_frame or camera_frame == hands_frame:
+            return np.eye(4)
+        if self._transforms is None:
+            raise InputError(f"the hands are in {hands_frame!r}, the camera is {camera_frame!r}, and no TF is heard")
+        try:
+            return self._transforms.lookup(camera_frame, hands_frame, stamp_ns, self._tf_timeout_s)
+        except TransformUnavailable as error:
+            raise InputError(f"no TF from {hands_frame!r} to the camera {camera_frame!r} at the hands' stamp: "
+                             f"{error}") from None  # fmt: skip
+
+    def process(self, hands: HandArray, image: Image | None = None, info: CameraInfo | None = None, *,
+                render: bool = True, overlay: bool = False, clouds: bool = False) -> GaussianMessages:  # fmt: skip
+        """Draw one HandArray; InputError when nothing can be drawn from it at all (no usable camera pose)."""
+        out = GaussianMessages()
+        stamp = time_ns(hands.header.stamp)
+        hands_frame = hands.header.frame_id
+        posed: list[Gaussians] = []
+        camera_frame = ""
+        for index, hand in enumerate(hands.hands):
+            side = MSG_TO_SIDE.get(hand.side)
+            label = f"hand {index} ({'side ' + str(hand.side) if side is None else side.value})"
+            if side is None:
+                out.skipped.append(f"{label}: Hand.side must be LEFT or RIGHT")
+                continue
+            if not len(hand.vertices):
+                out.skipped.append(f"{label}: no vertices (the ego node sends them unless told not to)")
+                continue
+            vertices = np.frombuffer(hand.vertices, dtype=np.float32)
+            if vertices.size % 3:
+                out.skipped.append(f"{label}: {vertices.size} vertex values, not a multiple of 3")
+                continue
+            try:
+                posed.append(self.renderer.pose(side, vertices.reshape(-1, 3), hand.model_name))
+            except HandNotRenderable as error:
+                out.skipped.append(f"{label}: {error}")
+                continue
+            out.drawn.append(side.value)
+            camera_frame = camera_frame or hand.image_frame_id
+        if image is not None:
+            camera_frame = camera_frame or image.header.frame_id
+        if clouds:
+            for side, gaussians in zip(out.drawn, posed, strict=True):
+                out.clouds[side] = gaussian_cloud_msg(gaussians, None, hands_frame, stamp)
+        if not posed or not (render or overlay):
+            return out
+        camera_from_hands = self._camera_from_hands(hands_frame, camera_frame, stamp)
+        if render:
+            centre = np.mean([g.positions.double().numpy().mean(axis=0) for g in posed], axis=0)
+            centre_cam = camera_from_hands[:3, :3] @ centre + camera_from_hands[:3, 3]
+            if centre_cam[2] <= 0:
+                out.warnings.append(f"the hands are behind the camera {camera_frame!r} (z = {centre_cam[2]:.3f} m): "
+                                    "nothing rendered")  # fmt: skip
+            else:
+                camera, virtual_from_camera = virtual_camera(self.view, centre_cam)
+                rendering = self.renderer.render(posed, camera, virtual_from_camera @ camera_from_hands)
+                pixels = np.clip(rendering.image.numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                out.render = image_msg(pixels, self.render_frame, stamp)
+                out.render_info = camera_info_msg(camera, self.render_frame, stamp)
+                if camera_frame:
+                    out.render_transform = transform_msg(inverse_matrices(virtual_from_camera), camera_frame,
+                                                         self.render_frame, stamp)  # fmt: skip
+        if overlay:
+            self._overlay(out, posed, camera_from_hands, image, info)
+        return out
+
+    def _overlay(self, out: GaussianMessages, posed: list[Gaussians], camera_from_hands: np.ndarray,
+                 image: Image | None, info: CameraInfo | None) -> None:  # fmt: skip
+        if image is None or info is None:
+            out.warnings.append("overlay: no image (or CameraInfo) of the hands' stamp received")
+            return
+        try:
+            camera = pinhole_camera(info)
+            check_image_size(image, camera)
+            pixels = image_rgb(image)
+        except InputError as error:
+            out.warnings.append(f"overlay: {error}")
+            return
+        if camera.is_distorted:
+            out.warnings.append("overlay: the camera is distorted; the Gaussian renderer draws pinhole images "
+                                "(subscribe to a rectified image)")  # fmt: skip
+            return
+        rendering = self.renderer.render(posed, camera, camera_from_hands)
+        out.overlay = image_msg(composite(rendering, pixels), image.header.frame_id, time_ns(image.header.stamp))
