@@ -20,10 +20,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     launch = commands.add_parser(
         "launch",
         help="run a node's launch plan in this process (like ros2 launch)",
-        usage="hand-scene launch {ego,multiview} [NAME:=VALUE ...] [--params FILE] [--print-plan] "
+        usage="hand-scene launch {ego,multiview,gaussian} [NAME:=VALUE ...] [--params FILE] [--print-plan] "
         "[--allow-network-discovery] [--ros-args ...]",
     )
-    launch.add_argument("system", choices=("ego", "multiview"),
+    launch.add_argument("system", choices=("ego", "multiview", "gaussian"),
                         help="which launch file's plan (launch/<system>.launch.py)")
     launch.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments (see launch/README.md)")
     launch.add_argument("--params", type=Path, default=None, help="parameter YAML (default: config/<system>.yaml)")

@@ -116,7 +116,7 @@ class GaussianHandsNode(PipelineNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Load the hand model and the avatars; create the publishers and the TF listener."""
         try:
-            files = list(self._param("avatar_files") or [])
+            files = [str(path) for path in (self._param("avatar_files") or []) if str(path).strip()]
             if not files:
                 raise ValueError("avatar_files is empty: fit avatars with `hand-scene fit gaussian VIDEO --out DIR` "
                                  "and list DIR/right.avatar.pt (and left)")  # fmt: skip

@@ -228,6 +228,25 @@ MULTIVIEW_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     ),
 )
 
+GAUSSIAN_LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
+    LaunchArgument("namespace", "", "namespace of the gaussian node and its outputs (render, overlay, gaussians/*)"),
+    LaunchArgument("hands_topic", "/hands", "the ego node's HandArray (with vertices); relative names resolve under "
+                   "the node namespace"),
+    LaunchArgument("image_topic", "/camera/image_raw", "image of the camera that filmed the hands (for the overlay)"),
+    LaunchArgument("camera_info_topic", "/camera/camera_info", "CameraInfo of that image"),
+    LaunchArgument(
+        "avatar_files",
+        "",
+        "comma-separated avatar files from `hand-scene fit gaussian` (e.g. DIR/right.avatar.pt,DIR/left.avatar.pt). "
+        "Empty: the params file's value",
+    ),
+    *HAND_MODEL_ARGUMENTS,
+    USE_SIM_TIME_ARGUMENT,
+    LaunchArgument("params_file", "", "parameter YAML for the gaussian node. Empty: the installed "
+                   "config/gaussian.yaml"),
+    LaunchArgument("rviz", "false", "true: also start rviz2 with config/rviz/gaussian.rviz", BOOLEANS),
+)
+
 _NAME_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 _RELATIVE_NAME = re.compile(rf"{_NAME_TOKEN}(/{_NAME_TOKEN})*")
 _FRAME_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
@@ -522,10 +541,40 @@ def multiview_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeS
     return plan
 
 
+def gaussian_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeSpec]:
+    """The nodes to start for the given launch-argument values: the gaussian node, and rviz2 when ``rviz`` is true.
+
+    Its inputs ``hands``, ``image`` and ``camera_info`` are remapped to the topic arguments; avatar files given
+    must exist. Every value is checked first; a bad one raises LaunchArgumentError."""
+    arguments = resolve_arguments(values, GAUSSIAN_LAUNCH_ARGUMENTS, "gaussian")
+    table = {argument.name: argument for argument in GAUSSIAN_LAUNCH_ARGUMENTS}
+    node_namespace = _check_namespace("namespace", arguments["namespace"])
+    use_sim_time = parse_bool("use_sim_time", arguments["use_sim_time"])
+    rviz = parse_bool("rviz", arguments["rviz"])
+    overrides: dict[str, Any] = {"use_sim_time": use_sim_time, **_model_overrides(table, arguments)}
+    if arguments["avatar_files"].strip():
+        files = [Path(item.strip()).expanduser() for item in arguments["avatar_files"].split(",") if item.strip()]
+        missing = [str(path) for path in files if not path.is_file()]
+        if missing:
+            raise LaunchArgumentError(f"avatar_files: no such file: {', '.join(missing)} (write avatars with "
+                                      "`hand-scene fit gaussian VIDEO --out DIR`)")  # fmt: skip
+        overrides["avatar_files"] = [str(path.resolve()) for path in files]
+    params_file = _params_file(arguments, "gaussian")
+    _effective_parameters(params_file, f"{node_namespace}/{GAUSSIAN_NODE_NAME}", overrides)  # (checks mano_dir)
+    remappings = tuple((name, _resolve_topic(f"{name}_topic", arguments[f"{name}_topic"], node_namespace))
+                       for name in ("hands", "image", "camera_info"))  # fmt: skip
+    plan = [NodeSpec(package=PACKAGE, executable=GAUSSIAN_EXECUTABLE, name=GAUSSIAN_NODE_NAME,
+                     namespace=node_namespace, parameters=(str(params_file), overrides), remappings=remappings)]
+    if rviz:  # the clouds are in the hands' frame: the ego node's default world frame
+        plan.append(rviz_node_spec(DEFAULT_WORLD_FRAME, use_sim_time, node_namespace, (), "gaussian"))
+    return plan
+
+
 # system: (argument table, plan function, name of the node the in-process runner hosts)
 LAUNCH_SYSTEMS = {
     "ego": (EGO_LAUNCH_ARGUMENTS, ego_launch_plan, EGO_NODE_NAME),
     "multiview": (MULTIVIEW_LAUNCH_ARGUMENTS, multiview_launch_plan, MULTIVIEW_NODE_NAME),
+    "gaussian": (GAUSSIAN_LAUNCH_ARGUMENTS, gaussian_launch_plan, GAUSSIAN_NODE_NAME),
 }
 
 

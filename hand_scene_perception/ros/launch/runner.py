@@ -105,6 +105,10 @@ def _node_class(system: str):
         from ..ego.node import EgoReconstructionNode
 
         return EgoReconstructionNode
+    if system == "gaussian":
+        from ..gaussian.node import GaussianHandsNode
+
+        return GaussianHandsNode
     from ..multiview.node import MultiviewFusionNode
 
     return MultiviewFusionNode
@@ -119,7 +123,7 @@ def run_launch(
     print_plan: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """Check the arguments, print or run the plan of ``system`` (ego, multiview): its node spins here until
+    """Check the arguments, print or run the plan of ``system`` (ego, multiview, gaussian): its node spins here until
     Ctrl-C or SIGTERM, then shuts down cleanly (node_base.spin_node).
 
     ``user_ros_arguments`` (what follows ``--ros-args``) come after the plan's own, so they win, as on a robot.
