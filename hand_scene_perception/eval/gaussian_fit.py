@@ -15,12 +15,16 @@ import time
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from ..core.alignment import procrustes_align
 from ..core.hand_model import create_hand_model
+from ..core.transforms import inverse_matrices
+from ..gaussian.metrics import masked_psnr, masked_ssim
 from ..gaussian.per_video import (
     CROP_SIZE,
     AvatarFitConfig,
+    HandView,
     crop_view,
     fit_avatar,
     posed_vertices,
@@ -28,9 +32,15 @@ from ..gaussian.per_video import (
     score_view,
     split_views,
 )
+from ..gaussian.raster import render_gaussians
+from ..gaussian.renderer import ViewSpec, virtual_camera
 from ..pipelines.ego import EgoConfig, EgoFrame, EgoPipeline
-from ..synth.sequence import generate_sequence, stamp_ns
+from ..synth.sequence import SyntheticSequence, stamp_ns
 from .ego import match_synthetic_hands
+
+# The novel view: the head camera turned this far about the hand (a camera the avatar never saw), its field of view.
+NOVEL_YAW_DEG = 40.0
+NOVEL_FOV_DEG = 70.0
 
 
 def _joint_errors_mm(model, views, truths, corrections) -> dict[str, float]:
@@ -47,15 +57,62 @@ def _joint_errors_mm(model, views, truths, corrections) -> dict[str, float]:
     return {"mpjpe_mm": 1e3 * float(np.mean(camera_frame)), "pa_mpjpe_mm": 1e3 * float(np.mean(aligned))}
 
 
+def params_in_frame(model, view: HandView, correction: tuple[torch.Tensor, torch.Tensor],
+               transform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The view's (corrected) pose and translation for the same hand expressed through ``transform`` (4, 4): the
+    global rotation turned, the root moved (the model rotates about its root)."""
+    pose = view.pose + correction[0].numpy()
+    translation = view.translation + correction[1].numpy()
+    root = np.asarray(model.forward(pose.astype(np.float32), view.shape.astype(np.float32), side=view.side,
+                                    transl=translation.astype(np.float32)).joints[0][0], np.float64)  # fmt: skip
+    turned = pose.copy()
+    turned[0] = (Rotation.from_matrix(transform[:3, :3]) * Rotation.from_rotvec(pose[0])).as_rotvec()
+    return turned, transform[:3, :3] @ root + transform[:3, 3] - (root - translation)
+
+
+def _novel_view_scores(model, avatar, sequence: SyntheticSequence, posed_hands: dict, held: list[HandView],
+                       corrections: list, crop_size: int) -> dict[str, float]:  # fmt: skip
+    """PSNR/SSIM of the held-out frames seen by a second camera (the head camera turned NOVEL_YAW_DEG about the
+    hand), rendered by the generator with the true hand and by the avatar posed in the head camera's frame (where
+    its light is) with the (refined) tracked pose and moved into the second camera."""
+    scores = []
+    for view, correction in zip(held, corrections, strict=True):
+        hands, w2c = posed_hands[view.frame_index]
+        vertices = posed_vertices(model, view, *correction).detach()
+        spec = ViewSpec(sequence.camera.width, sequence.camera.height, NOVEL_FOV_DEG, yaw_deg=NOVEL_YAW_DEG)
+        camera, novel_from_head = virtual_camera(spec, vertices.double().numpy().mean(axis=0))
+        noise = np.full((camera.height, camera.width, 3), 0.5, np.float32)
+        render = sequence.render_view(hands, camera, novel_from_head @ w2c, noise)
+        truth = next(t for t in render.hands if t.side is view.side)
+        pose, translation = params_in_frame(model, view, correction, novel_from_head)
+        novel = crop_view(view.frame_index, render.rgb, camera, view.side, pose, view.shape, translation, model,
+                          render.segmentation == truth.label, crop_size)  # fmt: skip
+        if novel is None:
+            continue
+        # the crop camera shares the novel camera's frame: the head-camera Gaussians go there by novel_from_head
+        with torch.no_grad():
+            gaussians = avatar(vertices)
+            image = render_gaussians(gaussians, novel.camera, torch.as_tensor(novel_from_head, dtype=torch.float32),
+                                     cull_back_facing=True).image  # fmt: skip
+        mask = torch.as_tensor(novel.mask)
+        target = torch.as_tensor(novel.image, dtype=image.dtype) * mask[..., None]
+        scores.append((masked_psnr(image, target, mask), float(masked_ssim(image, target, mask))))
+    return {"psnr_db": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores])),
+            "views": len(scores), "yaw_deg": NOVEL_YAW_DEG}  # fmt: skip
+
+
 def evaluate_gaussian_fit(num_frames: int = 300, steps: int = 2000, seed: int = 0, held_out_every: int = 10,
                           refine_steps: int = 20, refine_pose: bool = True,
                           crop_size: int = CROP_SIZE) -> dict:  # fmt: skip
     """Fit one synthetic hand's avatar per video and score it (module notes)."""
     model = create_hand_model("open")
     views, truths = [], []
+    posed_hands = {}  # frame index: (posed hands, world-to-head-camera), for the novel views
+    sequence = SyntheticSequence(seed, num_hands=1)
     start = time.perf_counter()
     with EgoPipeline(EgoConfig(max_hands=1, camera_pose_source="static")) as pipeline:
-        for frame in generate_sequence(seed, num_frames, num_hands=1):
+        for index, hands in sequence.posed_frames(num_frames):
+            frame = sequence.render_frame(index, hands)
             result = pipeline.process(EgoFrame(frame.rgb, frame.camera, stamp_ns(frame)))
             for truth_index, hand_index in match_synthetic_hands(result, frame):
                 truth, hand = frame.hands[truth_index], result.hands[hand_index].camera
@@ -67,6 +124,7 @@ def evaluate_gaussian_fit(num_frames: int = 300, steps: int = 2000, seed: int = 
                 if view is not None:
                     views.append(view)
                     truths.append(truth.joints_cam)
+                    posed_hands[index] = (hands, inverse_matrices(frame.T_world_camera))
     tracking_s = time.perf_counter() - start
     if len(views) < 4:
         raise ValueError(f"only {len(views)} usable views of the hand in {num_frames} frames")
@@ -95,6 +153,11 @@ def evaluate_gaussian_fit(num_frames: int = 300, steps: int = 2000, seed: int = 
                 "tracking_seconds": tracking_s, "final_loss": float(np.mean(state.losses[-50:]))},
         "held_out": {"tracked_pose": image_scores(held, zero[: len(held)]),
                      f"pose_refined_{refine_steps}_steps": image_scores(held, held_refined)},
+        "novel_view": {"tracked_pose": _novel_view_scores(model, state.avatar, sequence, posed_hands, held,
+                                                          zero[: len(held)], crop_size),
+                       f"pose_refined_{refine_steps}_steps": _novel_view_scores(model, state.avatar, sequence,
+                                                                                posed_hands, held, held_refined,
+                                                                                crop_size)},
         "training": {"learnt_pose": image_scores(train, learnt)},
         "joints": {"training_tracked": _joint_errors_mm(model, train, train_truths, zero[: len(train)]),
                    "training_after_image_supervision": _joint_errors_mm(model, train, train_truths, learnt),

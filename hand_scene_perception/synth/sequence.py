@@ -614,10 +614,11 @@ class SyntheticSequence(HandStage):
     def frames(self, num_frames: int) -> Iterator[SynthFrame]:
         """Render frames 0..num_frames-1 lazily (hand models are posed in batches of a few frames)."""
         for index, hands in self.posed_frames(num_frames):
-            yield self._render(index, hands)
+            yield self.render_frame(index, hands)
 
-    def _render(self, index: int, hands: list[PosedHand]) -> SynthFrame:
-        """Render one frame from the head camera's pose at its time."""
+    def render_frame(self, index: int, hands: list[PosedHand]) -> SynthFrame:
+        """Render frame ``index`` (its posed hands from :meth:`posed_frames`) from the head camera's pose at its
+        time; :meth:`render_view` renders the same hands from any other camera."""
         cam = self.camera
         w2c = self.camera_path.world_to_camera(index / self.fps)
         view = self.render_view(hands, cam, w2c, self._noise.window(index, cam.height, cam.width))
