@@ -13,6 +13,7 @@ import pytest
 
 from hand_scene_perception.core.hand_model import HandSide, create_hand_model
 from hand_scene_perception.gaussian.avatar_file import load_avatar
+from hand_scene_perception.ros.bags.transport import CameraFrame, write_camera_bag
 from hand_scene_perception.synth.sequence import default_camera, generate_sequence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,10 +63,27 @@ def test_fit_writes_an_avatar_per_tracked_hand_and_resumes(video, tmp_path, subp
     assert entry["resumed_at_step"] == 3 and entry["steps"] == 5
 
 
+def test_a_camera_bag_is_fitted_with_its_own_camera_info(tmp_path, subprocess_env):
+    camera = default_camera(320, 240)
+    frames = [CameraFrame(round(f.stamp * 1e9), f.rgb) for f in generate_sequence(1, FRAMES, num_hands=1,
+                                                                                        camera=camera)]  # fmt: skip
+    bag = tmp_path / "camera.mcap"
+    write_camera_bag(bag, frames, camera)
+    out = tmp_path / "avatars"
+    done = _fit(str(bag), "--out", str(out), "--steps", "2", "--crop-size", "32", "--held-out-every", "0",
+                env=subprocess_env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "fit_report.json").read_text())
+    assert report["frames"] == FRAMES and report["intrinsics"] == "the bag's CameraInfo"
+    assert len(report["hands"]) == 1 and next(iter(report["hands"].values()))["views"] >= FRAMES - 2
+    wrong = _fit(str(bag), "--out", str(out), "--image-topic", "/nope", env=subprocess_env)
+    assert wrong.returncode == 2 and "no sensor_msgs/msg/Image topic /nope" in wrong.stderr
+
+
 def test_bad_arguments_exit_2_before_tracking(video, tmp_path, subprocess_env):
     done = _fit(str(video), "--out", str(tmp_path / "o"), "--steps", "0", env=subprocess_env)
     assert done.returncode == 2 and "--steps must be at least 1" in done.stderr
     assert not (tmp_path / "o").exists()
     missing = _fit(str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o"), env=subprocess_env)
-    assert missing.returncode == 2 and "no video or image folder" in missing.stderr
+    assert missing.returncode == 2 and "no video, image folder or bag" in missing.stderr
     assert not (tmp_path / "o").exists()

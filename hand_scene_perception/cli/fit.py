@@ -14,23 +14,44 @@ MIN_VIEWS = 8
 CHECKPOINT_EVERY = 100
 
 
+def _frames(args: argparse.Namespace):
+    """(frames: (index, stamp ns, RGB, camera) iterator, close, total or None, description) of a video, an image
+    folder (camera from the intrinsics arguments) or a bag (camera from its CameraInfo)."""
+    from ..ros.bags.frames import bag_camera_frames, is_bag
+
+    if is_bag(args.input):
+        if args.intrinsics is not None or any(getattr(args, k) is not None for k in ("fx", "fy", "cx", "cy")):
+            raise ValueError("a bag brings its camera (CameraInfo): drop --intrinsics / --fx ...")
+        frames = bag_camera_frames(args.input, args.image_topic, args.camera_info_topic, args.max_frames)
+        return frames, frames.close, None, {"bag": str(args.input), "intrinsics": "the bag's CameraInfo"}
+    from ..io.frames import open_frames
+
+    source = open_frames(args.input, args.fps, args.max_frames)
+    try:
+        camera, intrinsics = run_camera(args, source.height, source.width)
+    except BaseException:
+        source.close()
+        raise
+    frames = ((index, stamp, image, camera) for index, stamp, image in source.frames)
+    return frames, source.close, source.total, {"width": source.width, "height": source.height,
+                                                "intrinsics": intrinsics}  # fmt: skip
+
+
 def _collect_views(args: argparse.Namespace, model) -> tuple[dict, dict]:
     """Track the hands over the input with the ego pipeline; each tracked hand's crop view, per side."""
     from ..gaussian.per_video import crop_view
-    from ..io.frames import open_frames
     from ..pipelines.ego import EgoConfig, EgoFrame, EgoPipeline
 
-    source = open_frames(args.input, args.fps, args.max_frames)
+    frames, close, total, description = _frames(args)
     views: dict = {}
+    count = 0
     try:
-        camera, intrinsics = run_camera(args, source.height, source.width)
         config = EgoConfig(backend=args.backend, max_hands=args.max_hands, hand_model=args.hand_model,
                            mano_dir=None if args.mano_dir is None else str(args.mano_dir),
                            camera_pose_source="static")  # fmt: skip
-        progress = Progress(source.total, command="fit (tracking)")
-        frames = 0
+        progress = Progress(total, command="fit (tracking)")
         with EgoPipeline(config) as pipeline:
-            for index, stamp_ns, image in source.frames:
+            for index, stamp_ns, image, camera in frames:
                 result = pipeline.process(EgoFrame(image, camera, stamp_ns))
                 for hand in result.hands:
                     state = hand.camera
@@ -38,12 +59,12 @@ def _collect_views(args: argparse.Namespace, model) -> tuple[dict, dict]:
                                      state.model_translation, model, crop_size=args.crop_size)  # fmt: skip
                     if view is not None:
                         views.setdefault(state.side, []).append(view)
-                frames += 1
-                progress.update(frames, sum(len(v) for v in views.values()))
-        progress.update(frames, sum(len(v) for v in views.values()), final=True)
+                count += 1
+                progress.update(count, sum(len(v) for v in views.values()))
+        progress.update(count, sum(len(v) for v in views.values()), final=True)
     finally:
-        source.close()
-    return views, {"frames": frames, "width": source.width, "height": source.height, "intrinsics": intrinsics}
+        close()
+    return views, {"frames": count, **description}
 
 
 def _fit_side(args: argparse.Namespace, model, side, views: list) -> dict:
@@ -111,7 +132,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.crop_size < 32:
         raise ValueError("--steps must be at least 1 and --crop-size at least 32")
     if not args.input.exists():
-        raise FileNotFoundError(f"no video or image folder at {args.input}")
+        raise FileNotFoundError(f"no video, image folder or bag at {args.input}")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} exists and is not a folder")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +173,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register the command and its arguments."""
     fit = commands.add_parser("fit", help="learn the hands' Gaussian avatars from a video (per-video mode)")
     fit.add_argument("system", choices=("gaussian",), help="what to fit: gaussian (one Gaussian avatar per hand)")
-    fit.add_argument("input", type=Path, help="video file (any format OpenCV reads) or folder of *.png/*.jpg frames")
+    fit.add_argument("input", type=Path, help="video file (any format OpenCV reads), folder of *.png/*.jpg frames, "
+                     "or a camera bag (rosbag2 directory, .mcap or .db3: images with their CameraInfo)")
+    fit.add_argument("--image-topic", default=None, help="bag: the image topic (default /camera/image_raw)")
+    fit.add_argument("--camera-info-topic", default=None, help="bag: its CameraInfo (default /camera/camera_info)")
     fit.add_argument("--out", type=Path, required=True,
                      help="output folder: LEFT/RIGHT.avatar.pt, their fit checkpoints, fit_report.json, previews")
     fit.add_argument("--steps", type=int, default=2000, help="optimisation steps per hand (default 2000)")
