@@ -173,3 +173,39 @@ def test_unusable_avatar_files_fail_the_configure_and_stay_untouched(context, av
     twice = _node(context, avatar_files=[str(avatar_file), str(avatar_file)])
     assert twice._processor is None  # two avatars of one side
     twice.destroy_node()
+
+
+def test_behind_the_ego_node_every_tracked_frame_is_rendered_and_overlaid(context, tmp_path):
+    """The message contract between the nodes: the ego node's hands (vertices, image frame) and TF (its camera
+    pose) are what the gaussian node needs to draw each frame from the virtual camera and over the image."""
+    from ego_fixtures import StampOracle, frame_messages, frame_stamp, synthetic_frames
+
+    from hand_scene_perception.ros.ego.node import EgoReconstructionNode
+
+    frames = synthetic_frames(6)
+    files = []
+    for side in HandSide:
+        files.append(tmp_path / f"{side.value}.avatar.pt")
+        save_avatar(files[-1], new_avatar(MODEL, side), side)
+    ego = EgoReconstructionNode(context=context, detector=StampOracle(frames),
+                                parameter_overrides=[Parameter("diagnostics_period_s", value=0.2)])  # fmt: skip
+    gaussian = _node(context, avatar_files=[str(f) for f in files])
+    listen = {"render": (Image, 10), "overlay": (Image, 10), "hands": (HandArray, 10)}
+    harness = NodeHarness(context, ego, listen=listen)
+    harness.executor.add_node(gaussian)
+    try:
+        harness.wait_connected()
+        assert harness.wait_for(lambda: gaussian._outputs["overlay"].get_subscription_count() > 0)
+        assert harness.wait_for(lambda: gaussian.count_publishers("hands") > 0)
+        for frame in frames:
+            harness.publish(frame_messages(frame))
+            assert harness.wait_for(lambda f=frame: frame_stamp(f) in {time_ns(m.header.stamp) for m in
+                                                                       harness.messages("overlay")}, 20.0)  # fmt: skip
+        tracked = {time_ns(m.header.stamp) for m in harness.messages("hands") if m.hands}
+        rendered = {time_ns(m.header.stamp) for m in harness.messages("render")}
+        assert tracked == {frame_stamp(f) for f in frames} and tracked <= rendered
+        overlay = _pixels(harness.messages("overlay")[-1])
+        assert not np.array_equal(overlay, frames[-1].rgb)  # the avatar is drawn over the camera image
+    finally:
+        harness.close()
+        gaussian.destroy_node()
