@@ -32,21 +32,29 @@ def save_avatar(path: str | Path, avatar: MeshGaussians, side: HandSide) -> None
         }, handle)  # fmt: skip
 
 
+def load_weights_file(path: Path, file_format: str, version: int, what: str, remedy: str) -> dict:
+    """The dict a file of ours holds, read with ``torch.load(weights_only=True)`` (tensors, numbers, strings: no
+    code runs), checked to be ``file_format`` at ``version``; ValueError naming the file, ``what`` it is not (with
+    its article: "an avatar file"), and ``remedy`` for another version."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, corrupted or not a torch file: torch raises several kinds
+        raise ValueError(f"{path} cannot be read as {what} ({type(error).__name__}: {error})") from None
+    if not isinstance(saved, dict) or saved.get("format") != file_format:
+        raise ValueError(f"{path} is not {what} (written by `hand-scene fit gaussian`)")
+    if saved.get("version") != version:
+        raise ValueError(f"{path} is {what} of version {saved.get('version')}; this package reads version "
+                         f"{version}: {remedy}")  # fmt: skip
+    return saved
+
+
 def load_avatar(path: str | Path, model: HandModel) -> tuple[MeshGaussians, HandSide]:
     """The avatar in ``path`` and its side, rebuilt on ``model``'s mesh; ValueError naming the file and the reason
     when it cannot be used."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no avatar file at {path}")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, corrupted or not a torch file: torch raises several kinds
-        raise ValueError(f"{path} is not a readable avatar file ({type(error).__name__}: {error})") from None
-    if not isinstance(saved, dict) or saved.get("format") != AVATAR_FORMAT:
-        raise ValueError(f"{path} is not an avatar file (written by `hand-scene fit gaussian`)")
-    if saved.get("version") != AVATAR_VERSION:
-        raise ValueError(f"{path} is an avatar file of version {saved.get('version')}; this package reads version "
-                         f"{AVATAR_VERSION}: fit the avatar again with this version")  # fmt: skip
+    saved = load_weights_file(path, AVATAR_FORMAT, AVATAR_VERSION, "an avatar file", "fit the avatar again")
     side = HandSide.parse(saved["side"])
     if saved["model_name"] != model.name:
         raise ValueError(f"{path} was fitted on the {saved['model_name']!r} hand model, not {model.name!r}: load it "

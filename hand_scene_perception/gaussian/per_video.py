@@ -30,6 +30,7 @@ import torch
 from ..core.camera import PinholeCamera
 from ..core.hand_model import HandModel, HandSide
 from ..core.raster import rasterize
+from .avatar_file import load_weights_file
 from .mesh_gaussians import MeshGaussians
 from .metrics import masked_psnr, masked_ssim
 from .raster import render_gaussians
@@ -333,15 +334,8 @@ def save_checkpoint(path: Path, state: FitState, side: HandSide, model_name: str
 def load_checkpoint(path: Path, model: HandModel, side: HandSide, num_views: int,
                     config: AvatarFitConfig) -> FitState:  # fmt: skip
     """A fit saved by :func:`save_checkpoint`, checked against this run's model, side and views."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: torch raises several kinds
-        raise ValueError(f"{path} is not a readable fit checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a Gaussian fit checkpoint")
-    if saved.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} is a fit checkpoint of version {saved.get('version')}, this package writes "
-                         f"{CHECKPOINT_VERSION}: start the fit again without --resume")  # fmt: skip
+    saved = load_weights_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "a fit checkpoint",
+                              "start the fit again without --resume")  # fmt: skip
     if saved["side"] != side.value or saved["model_name"] != model.name:
         raise ValueError(f"{path} fits a {saved['model_name']} {saved['side']} hand, not a {model.name} "
                          f"{side.value} one")  # fmt: skip

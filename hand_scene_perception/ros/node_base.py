@@ -15,7 +15,7 @@ import threading
 import time
 from abc import ABCMeta, abstractmethod
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -381,6 +381,14 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         with self._mailbox_ready:
             while self._running and not self._mailbox:
                 self._mailbox_ready.wait(IDLE_CHECK_S)
+
+    def _mail(self) -> Iterator[object]:
+        """Each input set as it comes (waiting while none does), until the node stops running: a worker's loop."""
+        while self._running:
+            self._wait_for_mail()
+            item = self._take_mail()
+            if item is not None:
+                yield item
 
     def _take_mail(self) -> object | None:
         """The oldest waiting input set (removed), or None when there is none or the node stopped."""

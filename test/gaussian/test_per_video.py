@@ -198,7 +198,7 @@ def test_unusable_avatar_files_are_refused_with_the_reason(tmp_path):
             load_avatar(path, MODEL)
     truncated = tmp_path / "truncated.avatar.pt"
     truncated.write_bytes(good.read_bytes()[:1000])
-    with pytest.raises(ValueError, match="not a readable avatar file"):
+    with pytest.raises(ValueError, match="cannot be read as an avatar file"):
         load_avatar(truncated, MODEL)
     with pytest.raises(FileNotFoundError):
         load_avatar(tmp_path / "missing.avatar.pt", MODEL)

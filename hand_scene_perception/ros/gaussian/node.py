@@ -185,11 +185,7 @@ class GaussianHandsNode(PipelineNode):
 
     def _work(self) -> None:
         """Draw the newest HandArray for the outputs someone listens to, publish, repeat."""
-        while self._running:
-            self._wait_for_mail()
-            hands = self._take_mail()
-            if hands is None:
-                continue
+        for hands in self._mail():
             taken = time.perf_counter()
             wanted = self._wanted()
             image = self._image_at(time_ns(hands.header.stamp)) if wanted["overlay"] else None

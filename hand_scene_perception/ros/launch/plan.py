@@ -396,6 +396,18 @@ def ego_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeSpec]:
     return plan
 
 
+def _checked_common(values: Mapping[str, str] | None, table: Sequence[LaunchArgument],
+                    system: str) -> tuple[dict[str, str], str, bool, bool, dict[str, Any]]:  # fmt: skip
+    """The arguments every system but ego shares, checked: (all values, node namespace, use_sim_time, rviz, the
+    overrides so far: use_sim_time and the hand model's)."""
+    arguments = resolve_arguments(values, table, system)
+    by_name = {argument.name: argument for argument in table}
+    use_sim_time = parse_bool("use_sim_time", arguments["use_sim_time"])
+    overrides: dict[str, Any] = {"use_sim_time": use_sim_time, **_model_overrides(by_name, arguments)}
+    return (arguments, _check_namespace("namespace", arguments["namespace"]), use_sim_time,
+            parse_bool("rviz", arguments["rviz"]), overrides)
+
+
 def _model_overrides(table: Mapping[str, LaunchArgument], arguments: Mapping[str, str]) -> dict[str, Any]:
     """The hand_model and mano_dir overrides the arguments give (mano_dir must be a folder; kept absolute)."""
     overrides: dict[str, Any] = {}
@@ -495,12 +507,8 @@ def multiview_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeS
     Each camera's relative inputs ``<name>/image`` and ``<name>/camera_info`` are remapped to the topic patterns
     with the camera's name filled in. Every value is checked first; a bad one raises LaunchArgumentError.
     """
-    arguments = resolve_arguments(values, MULTIVIEW_LAUNCH_ARGUMENTS, "multiview")
-    table = {argument.name: argument for argument in MULTIVIEW_LAUNCH_ARGUMENTS}
-    node_namespace = _check_namespace("namespace", arguments["namespace"])
-    use_sim_time = parse_bool("use_sim_time", arguments["use_sim_time"])
-    rviz = parse_bool("rviz", arguments["rviz"])
-    overrides: dict[str, Any] = {"use_sim_time": use_sim_time, **_model_overrides(table, arguments)}
+    arguments, node_namespace, use_sim_time, rviz, overrides = _checked_common(values, MULTIVIEW_LAUNCH_ARGUMENTS,
+                                                                               "multiview")  # fmt: skip
     reference = _frame_argument("reference_frame", arguments["reference_frame"], "cam0_optical_frame or rig")
     if reference:
         overrides["reference_frame"] = reference
@@ -546,12 +554,8 @@ def gaussian_launch_plan(values: Mapping[str, str] | None = None) -> list[NodeSp
 
     Its inputs ``hands``, ``image`` and ``camera_info`` are remapped to the topic arguments; avatar files given
     must exist. Every value is checked first; a bad one raises LaunchArgumentError."""
-    arguments = resolve_arguments(values, GAUSSIAN_LAUNCH_ARGUMENTS, "gaussian")
-    table = {argument.name: argument for argument in GAUSSIAN_LAUNCH_ARGUMENTS}
-    node_namespace = _check_namespace("namespace", arguments["namespace"])
-    use_sim_time = parse_bool("use_sim_time", arguments["use_sim_time"])
-    rviz = parse_bool("rviz", arguments["rviz"])
-    overrides: dict[str, Any] = {"use_sim_time": use_sim_time, **_model_overrides(table, arguments)}
+    arguments, node_namespace, use_sim_time, rviz, overrides = _checked_common(values, GAUSSIAN_LAUNCH_ARGUMENTS,
+                                                                               "gaussian")  # fmt: skip
     if arguments["avatar_files"].strip():
         files = [Path(item.strip()).expanduser() for item in arguments["avatar_files"].split(",") if item.strip()]
         missing = [str(path) for path in files if not path.is_file()]

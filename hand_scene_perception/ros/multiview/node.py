@@ -230,11 +230,7 @@ class MultiviewFusionNode(PipelineNode):
 
     def _work(self) -> None:
         """Fuse the newest synchronised set, publish, repeat; a set that cannot be used is reported and skipped."""
-        while self._running:
-            self._wait_for_mail()
-            images = self._take_mail()
-            if images is None:
-                continue
+        for images in self._mail():
             taken = time.perf_counter()
             infos = [self._infos.get(index) for index in range(len(self._names))]
             if self._info_pending(images, infos):
