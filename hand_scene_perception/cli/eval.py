@@ -77,7 +77,7 @@ def run_eval(args: argparse.Namespace) -> int:
         from ..eval.gaussian_fit import evaluate_gaussian_fit
 
         summary = evaluate_gaussian_fit(num_frames=args.frames or 300, steps=args.steps, seed=args.seeds[0],
-                                        refine_pose=not args.no_refine_pose)  # fmt: skip
+                                        refine_pose=not args.no_refine_pose, oracle=args.oracle)  # fmt: skip
         return print_report(summary, args.json)
     from ..eval.ego import evaluate_ego
 
@@ -111,7 +111,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                "(default allegro,shadow)")
     add_intrinsics_arguments(evaluate)
     add_hand_model_arguments(evaluate)
-    evaluate.add_argument("--oracle", action="store_true", help="ground-truth landmarks + pixel noise, no detector")
+    evaluate.add_argument("--oracle", action="store_true", help="ground-truth landmarks + pixel noise, no detector "
+                          "(gaussian: the true hand poses instead of the tracked ones)")
     evaluate.add_argument("--noise-px", type=float, default=2.0, help="oracle landmark noise, pixels (default 2)")
     evaluate.add_argument("--no-depth", action="store_true", help="RGB only: monocular odometry, no map")
     evaluate.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sequence seeds (default: 0 1)")

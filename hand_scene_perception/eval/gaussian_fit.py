@@ -101,10 +101,22 @@ def _novel_view_scores(model, avatar, sequence: SyntheticSequence, posed_hands: 
             "views": len(scores), "yaw_deg": NOVEL_YAW_DEG}  # fmt: skip
 
 
+def true_params_cam(model, truth, T_world_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A generated hand's true pose and translation in its camera's frame (the oracle's tracked hand)."""
+    rest = model.forward(truth.pose[None].astype(np.float32), truth.shape[None].astype(np.float32), side=truth.side)
+    translation_world = truth.vertices_world[0] - np.asarray(rest.vertices[0][0], np.float64)
+    camera_from_world = inverse_matrices(T_world_camera)
+    pose = np.array(truth.pose, np.float64)
+    pose[0] = (Rotation.from_matrix(camera_from_world[:3, :3]) * Rotation.from_rotvec(pose[0])).as_rotvec()
+    root = truth.joints_world[0]
+    return pose, camera_from_world[:3, :3] @ root + camera_from_world[:3, 3] - (root - translation_world)
+
+
 def evaluate_gaussian_fit(num_frames: int = 300, steps: int = 2000, seed: int = 0, held_out_every: int = 10,
-                          refine_steps: int = 20, refine_pose: bool = True,
-                          crop_size: int = CROP_SIZE) -> dict:  # fmt: skip
-    """Fit one synthetic hand's avatar per video and score it (module notes)."""
+                          refine_steps: int = 20, refine_pose: bool = True, crop_size: int = CROP_SIZE,
+                          oracle: bool = False) -> dict:  # fmt: skip
+    """Fit one synthetic hand's avatar per video and score it (module notes); ``oracle``: the true hand poses
+    instead of the tracked ones (what the avatar reaches when the mesh is exact)."""
     model = create_hand_model("open")
     views, truths = [], []
     posed_hands = {}  # frame index: (posed hands, world-to-head-camera), for the novel views
@@ -119,8 +131,11 @@ def evaluate_gaussian_fit(num_frames: int = 300, steps: int = 2000, seed: int = 
                 if hand.side is not truth.side:
                     continue
                 mask = frame.segmentation == truth.label
-                view = crop_view(frame.index, frame.rgb, frame.camera, hand.side, hand.model_pose, hand.model_shape,
-                                 hand.model_translation, model, mask, crop_size)
+                pose, shape, translation = hand.model_pose, hand.model_shape, hand.model_translation
+                if oracle:
+                    (pose, translation), shape = true_params_cam(model, truth, frame.T_world_camera), truth.shape
+                view = crop_view(frame.index, frame.rgb, frame.camera, hand.side, pose, shape, translation, model,
+                                 mask, crop_size)  # fmt: skip
                 if view is not None:
                     views.append(view)
                     truths.append(truth.joints_cam)
@@ -148,7 +163,8 @@ def evaluate_gaussian_fit(num_frames: int = 300, steps: int = 2000, seed: int = 
 
     return {
         "sequence": {"seed": seed, "frames": num_frames, "views": len(views), "training_views": len(train),
-                     "held_out_views": len(held), "crop_px": crop_size, "tracking": "embedded tier, RGB only"},
+                     "held_out_views": len(held), "crop_px": crop_size,
+                     "tracking": "true poses (oracle)" if oracle else "embedded tier, RGB only"},
         "fit": {"steps": steps, "refine_pose": refine_pose, "seconds": fit_s, "ms_per_step": 1e3 * fit_s / steps,
                 "tracking_seconds": tracking_s, "final_loss": float(np.mean(state.losses[-50:]))},
         "held_out": {"tracked_pose": image_scores(held, zero[: len(held)]),

@@ -43,3 +43,18 @@ def test_the_report_scores_held_out_and_novel_views_and_joints():
     assert set(joints) == {"training_tracked", "training_after_image_supervision", "held_out_tracked",
                            "held_out_refined"}  # fmt: skip
     assert 0 < joints["training_tracked"]["mpjpe_mm"] < 200
+
+
+def test_the_oracle_poses_are_the_generated_hands_in_the_camera_frame():
+    from hand_scene_perception.core.transforms import inverse_matrices
+    from hand_scene_perception.eval.gaussian_fit import true_params_cam
+    from hand_scene_perception.synth.sequence import generate_sequence
+
+    (frame,) = generate_sequence(2, 1, num_hands=1)
+    truth = frame.hands[0]
+    pose, translation = true_params_cam(MODEL, truth, frame.T_world_camera)
+    vertices = MODEL.forward(pose.astype(np.float32), truth.shape.astype(np.float32), side=truth.side,
+                             transl=translation.astype(np.float32)).vertices[0]  # fmt: skip
+    camera_from_world = inverse_matrices(frame.T_world_camera)
+    expected = truth.vertices_world @ camera_from_world[:3, :3].T + camera_from_world[:3, 3]
+    np.testing.assert_allclose(vertices, expected, atol=1e-4)
