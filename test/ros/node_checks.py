@@ -1,5 +1,5 @@
-"""Checks both nodes' tests share: the shipped parameter file's comments, the nodes left undestroyed, a launch
-runner and helper publisher processes in subprocesses."""
+"""Checks the nodes' tests share: the shipped parameter file's comments, the nodes left undestroyed, the launch
+actions under stand-ins for `launch`, a launch runner and helper publisher processes in subprocesses."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import gc
 import subprocess
 import sys
+import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -70,3 +71,37 @@ def helper_process(script: Path, arguments: list[str], env: Mapping[str, str]) -
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def launch_actions(monkeypatch):
+    """ros/launch/actions.py's ``launch_description``, imported over minimal stand-ins for `launch` and `launch_ros`
+    (not on PyPI) that record what they are given: what launch/*.launch.py build under `ros2 launch`."""
+
+    def recorder(name):
+        def init(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+
+        return type(name, (), {"__init__": init})
+
+    class LaunchConfiguration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context[self.name]
+
+    modules = {
+        "launch": types.SimpleNamespace(LaunchContext=dict, LaunchDescription=recorder("LaunchDescription")),
+        "launch.actions": types.SimpleNamespace(
+            DeclareLaunchArgument=recorder("DeclareLaunchArgument"), OpaqueFunction=recorder("OpaqueFunction")
+        ),
+        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
+        "launch_ros": types.SimpleNamespace(),
+        "launch_ros.actions": types.SimpleNamespace(Node=recorder("Node")),
+    }
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, "hand_scene_perception.ros.launch.actions", raising=False)
+    from hand_scene_perception.ros.launch.actions import launch_description
+
+    return launch_description

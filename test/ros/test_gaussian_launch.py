@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from node_checks import shipped_params
+from node_checks import launch_actions, shipped_params
 from rclpy.parameter import Parameter
 
 from hand_scene_perception import cli
@@ -90,3 +90,16 @@ def test_print_plan_from_the_command_line(capsys, avatar):
 
 def test_launch_readme_lists_every_argument():
     assert arguments_markdown(GAUSSIAN_LAUNCH_ARGUMENTS) in (REPO / "launch" / "README.md").read_text()
+
+
+def test_the_launch_file_declares_every_argument_and_builds_the_planned_node(monkeypatch, avatar):
+    launch_actions(monkeypatch)  # the launch file imports them
+    namespace: dict = {}
+    exec(compile((REPO / "launch" / "gaussian.launch.py").read_text(), "gaussian.launch.py", "exec"), namespace)
+    description = namespace["generate_launch_description"]()
+    *declared, opaque = description.args[0]
+    assert [d.args[0] for d in declared] == [a.name for a in GAUSSIAN_LAUNCH_ARGUMENTS]
+    context = {a.name: a.default for a in GAUSSIAN_LAUNCH_ARGUMENTS} | {"avatar_files": str(avatar)}
+    (node,) = opaque.kwargs["function"](context)
+    assert node.kwargs["executable"] == "gaussian_hands" and ("hands", "/hands") in node.kwargs["remappings"]
+    assert node.kwargs["parameters"][1]["avatar_files"] == [str(avatar.resolve())]

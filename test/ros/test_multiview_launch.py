@@ -5,9 +5,7 @@ multiview` in its own process with the real embedded detector over DDS on localh
 from __future__ import annotations
 
 import signal
-import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 import rclpy
 import yaml
 from conftest import SHARED_DATA
-from node_checks import launch_runner
+from node_checks import launch_actions, launch_runner
 from PIL import Image as PILImage
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -147,36 +145,9 @@ def test_rviz_layout_shows_hands_cameras_and_calibration():
 
 
 def test_launch_actions_declare_every_argument_and_build_the_planned_nodes(monkeypatch, params_file):
-    """launch/*.launch.py run hand_scene_perception.ros.launch.actions under `ros2 launch`; `launch` is not on PyPI,
-    so minimal stand-ins record what it is given."""
-
-    def recorder(name):
-        def init(self, *args, **kwargs):
-            self.args, self.kwargs = args, kwargs
-
-        return type(name, (), {"__init__": init})
-
-    class LaunchConfiguration:
-        def __init__(self, name):
-            self.name = name
-
-        def perform(self, context):
-            return context[self.name]
-
-    modules = {
-        "launch": types.SimpleNamespace(LaunchContext=dict, LaunchDescription=recorder("LaunchDescription")),
-        "launch.actions": types.SimpleNamespace(
-            DeclareLaunchArgument=recorder("DeclareLaunchArgument"), OpaqueFunction=recorder("OpaqueFunction")
-        ),
-        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
-        "launch_ros": types.SimpleNamespace(),
-        "launch_ros.actions": types.SimpleNamespace(Node=recorder("Node")),
-    }
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.delitem(sys.modules, "hand_scene_perception.ros.launch.actions", raising=False)
-    from hand_scene_perception.ros.launch.actions import launch_description
-
+    """launch/*.launch.py run hand_scene_perception.ros.launch.actions under `ros2 launch` (node_checks.py
+    launch_actions: stand-ins for `launch`, which is not on PyPI)."""
+    launch_description = launch_actions(monkeypatch)
     description = launch_description("multiview")
     *declared, opaque = description.args[0]
     assert [d.args[0] for d in declared] == [a.name for a in MULTIVIEW_LAUNCH_ARGUMENTS]
