@@ -56,11 +56,14 @@ def test_fit_writes_an_avatar_per_tracked_hand_and_resumes(video, tmp_path, subp
     assert loaded_side is HandSide(side) and avatar.num_gaussians > 0
     preview = cv2.imread(entry["preview"])
     assert preview.shape == (32, 96, 3)  # input | render | novel view
-    # resumed: the saved 3 steps are kept, 2 more are taken
-    again = _fit(str(video), "--steps", "5", "--resume", *common, env=subprocess_env)
+    # --resume continues the saved fit (here already complete: nothing more to do, the avatar is written again);
+    # with other settings it would not be the same fit, and is refused
+    again = _fit(str(video), "--steps", "3", "--resume", *common, env=subprocess_env)
     assert again.returncode == 0, again.stderr
     entry = json.loads((out / "fit_report.json").read_text())["hands"][side]
-    assert entry["resumed_at_step"] == 3 and entry["steps"] == 5
+    assert entry["resumed_at_step"] == 3 and entry["steps"] == 3
+    other = _fit(str(video), "--steps", "5", "--resume", *common, env=subprocess_env)
+    assert other.returncode == 2 and "other settings: steps 3 (now 5)" in other.stderr
 
 
 def test_a_camera_bag_is_fitted_with_its_own_camera_info(tmp_path, subprocess_env):
@@ -84,6 +87,8 @@ def test_bad_arguments_exit_2_before_tracking(video, tmp_path, subprocess_env):
     done = _fit(str(video), "--out", str(tmp_path / "o"), "--steps", "0", env=subprocess_env)
     assert done.returncode == 2 and "--steps must be at least 1" in done.stderr
     assert not (tmp_path / "o").exists()
+    held = _fit(str(video), "--out", str(tmp_path / "o"), "--held-out-every", "1", env=subprocess_env)
+    assert held.returncode == 2 and "--held-out-every must be 0 (none) or at least 2" in held.stderr
     missing = _fit(str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o"), env=subprocess_env)
     assert missing.returncode == 2 and "no video, image folder or bag" in missing.stderr
     assert not (tmp_path / "o").exists()

@@ -14,6 +14,14 @@ MIN_VIEWS = 8
 CHECKPOINT_EVERY = 100
 
 
+def _undistorted(camera, where: str):
+    """The camera, or ValueError before any work when its lens is distorted (the fit renders pinhole crops)."""
+    if camera.is_distorted:
+        raise ValueError(f"{where} describes a distorted lens; the Gaussian fit renders pinhole images: undistort "
+                         "the frames (image_proc's rectify) and give the rectified camera")  # fmt: skip
+    return camera
+
+
 def _frames(args: argparse.Namespace):
     """(frames: (index, stamp ns, RGB, camera) iterator, close, total or None, description) of a video, an image
     folder (camera from the intrinsics arguments) or a bag (camera from its CameraInfo)."""
@@ -22,13 +30,15 @@ def _frames(args: argparse.Namespace):
     if is_bag(args.input):
         if args.intrinsics is not None or any(getattr(args, k) is not None for k in ("fx", "fy", "cx", "cy")):
             raise ValueError("a bag brings its camera (CameraInfo): drop --intrinsics / --fx ...")
-        frames = bag_camera_frames(args.input, args.image_topic, args.camera_info_topic, args.max_frames)
-        return frames, frames.close, None, {"bag": str(args.input), "intrinsics": "the bag's CameraInfo"}
+        bag = bag_camera_frames(args.input, args.image_topic, args.camera_info_topic, args.max_frames)
+        frames = (frame for frame in bag if _undistorted(frame[3], f"the CameraInfo in {args.input}"))
+        return frames, bag.close, None, {"bag": str(args.input), "intrinsics": "the bag's CameraInfo"}
     from ..io.frames import open_frames
 
     source = open_frames(args.input, args.fps, args.max_frames)
     try:
         camera, intrinsics = run_camera(args, source.height, source.width)
+        _undistorted(camera, str(args.intrinsics or "the intrinsics"))
     except BaseException:
         source.close()
         raise
@@ -67,8 +77,9 @@ def _collect_views(args: argparse.Namespace, model) -> tuple[dict, dict]:
     return views, {"frames": count, **description}
 
 
-def _fit_side(args: argparse.Namespace, model, side, views: list) -> dict:
-    """Fit (or resume) one side's avatar, save it and its held-out preview; its part of the report."""
+def _fit_side(args: argparse.Namespace, model, side, views: list, report: dict) -> None:
+    """Fit (or resume) one side's avatar, save it and its held-out preview; its part of the report goes into
+    ``report`` as soon as the avatar is saved (and grows with the scores)."""
     import numpy as np
     import torch
 
@@ -88,7 +99,7 @@ def _fit_side(args: argparse.Namespace, model, side, views: list) -> dict:
     train, held = split_views(views, args.held_out_every)
     checkpoint = args.out / f"{side.value}.fit.pt"
     if args.resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint, model, side, len(train), config)
+        state = load_checkpoint(checkpoint, model, side, train, config)
     else:
         state = start_fit(model, side, len(train), config)
     resumed_at = state.step
@@ -97,24 +108,24 @@ def _fit_side(args: argparse.Namespace, model, side, views: list) -> dict:
     def on_step(current) -> None:
         progress.update(current.step, None)
         if current.step % CHECKPOINT_EVERY == 0:
-            save_checkpoint(checkpoint, current, side, model.name)
+            save_checkpoint(checkpoint, current, side, model.name, config, train)
 
     start = time.perf_counter()
     try:
         fit_avatar(model, train, config, state, on_step)
     except KeyboardInterrupt:
-        save_checkpoint(checkpoint, state, side, model.name)
+        save_checkpoint(checkpoint, state, side, model.name, config, train)
         print(f"hand-scene fit: interrupted at step {state.step}; the fit so far is in {checkpoint}: rerun with "
               "--resume to continue")  # fmt: skip
         raise
     progress.update(state.step, None, final=True)
-    save_checkpoint(checkpoint, state, side, model.name)
+    save_checkpoint(checkpoint, state, side, model.name, config, train)
     avatar_path = args.out / f"{side.value}{AVATAR_SUFFIX}"
     save_avatar(avatar_path, state.avatar, side)
-    report = {"avatar": str(avatar_path), "views": len(views), "training_views": len(train),
-              "held_out_views": len(held), "steps": state.step, "resumed_at_step": resumed_at,
-              "fit_seconds": round(time.perf_counter() - start, 1),
-              "final_loss": float(np.mean(state.losses[-50:]))}  # fmt: skip
+    report.update({"avatar": str(avatar_path), "views": len(views), "training_views": len(train),
+                   "held_out_views": len(held), "steps": state.step, "resumed_at_step": resumed_at,
+                   "fit_seconds": round(time.perf_counter() - start, 1),
+                   "final_loss": float(np.mean(state.losses[-50:]))})  # fmt: skip
     if held:
         scores = evaluate_views(model, state.avatar, held, args.refine_steps, config)
         report["held_out_masked_psnr_db"] = float(np.mean([s.psnr_db for s in scores]))
@@ -124,13 +135,14 @@ def _fit_side(args: argparse.Namespace, model, side, views: list) -> dict:
         with torch.no_grad():
             report["preview"] = str(write_preview(args.out / f"{side.value}_held_out.png", model, state.avatar,
                                                   held[len(held) // 2]))  # fmt: skip
-    return report
 
 
 def run_fit(args: argparse.Namespace) -> int:
     """Track the video's hands, then fit, save and score one avatar per side (module notes)."""
     if args.steps < 1 or args.crop_size < 32:
         raise ValueError("--steps must be at least 1 and --crop-size at least 32")
+    if args.held_out_every < 0 or args.held_out_every == 1:
+        raise ValueError(f"--held-out-every must be 0 (none) or at least 2, got {args.held_out_every}")
     if not args.input.exists():
         raise FileNotFoundError(f"no video, image folder or bag at {args.input}")
     if args.out.exists() and not args.out.is_dir():
@@ -149,7 +161,8 @@ def run_fit(args: argparse.Namespace) -> int:
                 reason = f"tracked in {len(side_views)} frames, fewer than {MIN_VIEWS}"
                 report["hands"][side.value] = {"skipped": reason}
                 continue
-            report["hands"][side.value] = _fit_side(args, model, side, side_views)
+            report["hands"][side.value] = {}
+            _fit_side(args, model, side, side_views, report["hands"][side.value])
     except KeyboardInterrupt:
         outcome = 130
     finally:
@@ -161,11 +174,15 @@ def run_fit(args: argparse.Namespace) -> int:
     for side, entry in report["hands"].items():
         if "skipped" in entry:
             print(f"hand-scene fit: {side} hand skipped: {entry['skipped']}")
+        elif "avatar" not in entry:
+            print(f"hand-scene fit: {side} hand interrupted before its avatar was written: rerun with --resume")
         else:
             scores = "" if "held_out_masked_psnr_db" not in entry else (
                 f"; held-out PSNR {entry['held_out_masked_psnr_db']:.2f} dB, SSIM {entry['held_out_ssim']:.3f}")
             print(f"hand-scene fit: {side} hand: {entry['avatar']} from {entry['training_views']} frames in "
                   f"{entry['fit_seconds']} s{scores}")
+    if outcome == 0 and not any("avatar" in entry for entry in report["hands"].values()):
+        return 1  # every tracked side was too short to fit
     return outcome
 
 
@@ -178,7 +195,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--image-topic", default=None, help="bag: the image topic (default /camera/image_raw)")
     fit.add_argument("--camera-info-topic", default=None, help="bag: its CameraInfo (default /camera/camera_info)")
     fit.add_argument("--out", type=Path, required=True,
-                     help="output folder: LEFT/RIGHT.avatar.pt, their fit checkpoints, fit_report.json, previews")
+                     help="output folder: left/right.avatar.pt, their fit checkpoints, fit_report.json, previews")
     fit.add_argument("--steps", type=int, default=2000, help="optimisation steps per hand (default 2000)")
     fit.add_argument("--crop-size", type=int, default=128, help="side of the hand crops in pixels (default 128)")
     fit.add_argument("--held-out-every", type=int, default=10,

@@ -75,9 +75,13 @@ class Gaussians:
         return self.positions.shape[-2]
 
 
-def _mlp(out_features: int) -> nn.Sequential:
-    """Two layers, HIDDEN units, the output layer at zero (the representation starts at its base values)."""
+def _mlp(out_features: int, generator: torch.Generator) -> nn.Sequential:
+    """Two layers, HIDDEN units, the output layer at zero (the representation starts at its base values); the
+    hidden layer drawn as nn.Linear draws it, from ``generator`` (the same avatar from the same model every time)."""
     mlp = nn.Sequential(nn.Linear(EMBEDDING_DIM, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, out_features))
+    bound = 1.0 / np.sqrt(EMBEDDING_DIM)
+    nn.init.kaiming_uniform_(mlp[0].weight, a=np.sqrt(5.0), generator=generator)
+    nn.init.uniform_(mlp[0].bias, -bound, bound, generator=generator)
     nn.init.zeros_(mlp[2].weight)
     nn.init.zeros_(mlp[2].bias)
     return mlp
@@ -104,8 +108,8 @@ class MeshGaussians(nn.Module):
         self.register_buffer("barycentric", torch.as_tensor(barycentric, dtype=torch.float32))
         generator = torch.Generator().manual_seed(zlib.crc32(model_name.encode()))
         self.vertex_embeddings = nn.Parameter(0.1 * torch.randn(len(rest), EMBEDDING_DIM, generator=generator))
-        self.color_mlp = _mlp(3)
-        self.scale_mlp = _mlp(3)
+        self.color_mlp = _mlp(3, generator)
+        self.scale_mlp = _mlp(3, generator)
         corners = rest[faces]
         area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
         # a disc of the face's area shared among its samples: radius sqrt(area / (pi K))

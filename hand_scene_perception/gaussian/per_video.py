@@ -18,6 +18,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,8 +89,8 @@ def crop_view(frame_index: int, image_rgb: np.ndarray, camera: PinholeCamera, si
     size = (crop_size, crop_size)
     crop_camera = PinholeCamera.from_intrinsics(camera.fx * scale, camera.fy * scale, (camera.cx - origin[0]) * scale,
                                                 (camera.cy - origin[1]) * scale, crop_size, crop_size)  # fmt: skip
-    image = cv2.warpAffine(np.ascontiguousarray(image_rgb), warp, size, flags=cv2.INTER_AREA,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+    image = cv2.warpAffine(*_prefiltered(np.ascontiguousarray(image_rgb), scale, origin), size,
+                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
     if hand_mask is None:
         fragments = rasterize(vertices, model.faces(side), crop_camera, cull_back=True)
         mask = np.zeros(crop_size * crop_size, bool)
@@ -101,6 +102,18 @@ def crop_view(frame_index: int, image_rgb: np.ndarray, camera: PinholeCamera, si
     if not mask.any():
         return None
     return HandView(frame_index, side, image.astype(np.float32) / 255.0, mask, crop_camera, pose, shape, translation)
+
+
+def _prefiltered(image: np.ndarray, scale: float, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image, warp) for a crop ``scale`` times the image's size: halved by cv2.pyrDown (whose pixel x sits at 2x of
+    the level above) while the warp would shrink it more than twice, so the bilinear warp never skips pixels (an
+    affine warp ignores INTER_AREA), and the warp from that level."""
+    level = 1.0
+    while scale * level < 0.5 and min(image.shape[:2]) > 2:
+        image = cv2.pyrDown(image)
+        level *= 2.0
+    warp = np.array([[scale * level, 0.0, -origin[0] * scale], [0.0, scale * level, -origin[1] * scale]])
+    return image, warp
 
 
 @dataclass(frozen=True)
@@ -317,13 +330,21 @@ def split_views(views: Sequence[HandView], held_out_every: int) -> tuple[list[Ha
             [v for i, v in enumerate(views) if i % held_out_every == held_out_every // 2])  # fmt: skip
 
 
-def save_checkpoint(path: Path, state: FitState, side: HandSide, model_name: str) -> None:
-    """The fit so far, atomically (weights only: tensors, numbers and strings)."""
+def _views_key(views: Sequence[HandView]) -> torch.Tensor:
+    """What identifies a fit's training views: their frame indices and the crop size."""
+    return torch.tensor([*(view.frame_index for view in views), views[0].image.shape[0] if views else 0])
+
+
+def save_checkpoint(path: Path, state: FitState, side: HandSide, model_name: str, config: AvatarFitConfig,
+                    views: Sequence[HandView]) -> None:  # fmt: skip
+    """The fit so far, atomically (weights only: tensors, numbers and strings), with the settings and the training
+    views it was run with (a resume must use the same: :func:`load_checkpoint`)."""
     from ..core.files import atomic_write
 
     with atomic_write(path) as handle:
         torch.save({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "side": side.value, "model_name": model_name,
+            "config": dataclasses.asdict(config), "views": _views_key(views),
             "step": state.step, "losses": torch.tensor(state.losses, dtype=torch.float64),
             "avatar": state.avatar.state_dict(), "optimizer": state.optimizer.state_dict(),
             "pose_corrections": torch.stack([p.detach() for p in state.corrections.pose]),
@@ -331,17 +352,26 @@ def save_checkpoint(path: Path, state: FitState, side: HandSide, model_name: str
         }, handle)  # fmt: skip
 
 
-def load_checkpoint(path: Path, model: HandModel, side: HandSide, num_views: int,
+def load_checkpoint(path: Path, model: HandModel, side: HandSide, views: Sequence[HandView],
                     config: AvatarFitConfig) -> FitState:  # fmt: skip
-    """A fit saved by :func:`save_checkpoint`, checked against this run's model, side and views."""
+    """A fit saved by :func:`save_checkpoint`, checked against this run's model, side, settings and training views
+    (anything else would not continue the same fit); ValueError saying what differs."""
     saved = load_weights_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "a fit checkpoint",
                               "start the fit again without --resume")  # fmt: skip
     if saved["side"] != side.value or saved["model_name"] != model.name:
         raise ValueError(f"{path} fits a {saved['model_name']} {saved['side']} hand, not a {model.name} "
                          f"{side.value} one")  # fmt: skip
-    if len(saved["pose_corrections"]) != num_views:
-        raise ValueError(f"{path} was fitted on {len(saved['pose_corrections'])} views of the hand, this input gives "
-                         f"{num_views}: the input or --max-frames changed; start again without --resume")  # fmt: skip
+    before = saved["config"]
+    changed = [f"{key} {before.get(key)} (now {value})" for key, value in dataclasses.asdict(config).items()
+               if before.get(key) != value]  # fmt: skip
+    if changed:
+        raise ValueError(f"{path} was fitted with other settings: {', '.join(changed)}; resume with the same ones, "
+                         "or start again without --resume")  # fmt: skip
+    if not torch.equal(saved["views"], _views_key(views)):
+        raise ValueError(f"{path} was fitted on other frames of the hand ({len(saved['views']) - 1} views, this input "
+                         f"gives {len(views)}) or another crop size: the input, --max-frames, --held-out-every or "
+                         "--crop-size changed; start again without --resume")  # fmt: skip
+    num_views = len(views)
     state = start_fit(model, side, num_views, config)
     state.avatar.load_state_dict(saved["avatar"])
     with torch.no_grad():

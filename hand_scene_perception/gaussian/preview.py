@@ -20,22 +20,26 @@ from .raster import render_gaussians
 ORBIT_DEG = 60.0
 
 
-def orbit_vertices(vertices: torch.Tensor, degrees: float) -> torch.Tensor:
-    """``vertices`` (V, 3) in a camera frame as a camera orbiting their centroid by ``degrees`` about the camera's
-    y axis would see them (the same as turning the hand the other way about its centre)."""
+def orbit_transform(centre: np.ndarray, degrees: float) -> np.ndarray:
+    """(4, 4) from a camera's frame to that of the camera orbited by ``degrees`` about its y axis through ``centre``
+    (3,) (same intrinsics): the hand seen from aside, with its light where it was learnt."""
     angle = math.radians(degrees)
-    rotation = torch.tensor([[math.cos(angle), 0.0, math.sin(angle)], [0.0, 1.0, 0.0],
-                             [-math.sin(angle), 0.0, math.cos(angle)]], dtype=vertices.dtype)  # fmt: skip
-    centre = vertices.mean(dim=0)
-    return (vertices - centre) @ rotation.T + centre
+    rotation = np.array([[math.cos(angle), 0.0, math.sin(angle)], [0.0, 1.0, 0.0],
+                         [-math.sin(angle), 0.0, math.cos(angle)]])  # fmt: skip
+    transform = np.eye(4)
+    transform[:3, :3] = rotation
+    transform[:3, 3] = centre - rotation @ centre
+    return transform
 
 
 def write_preview(path: Path, model: HandModel, avatar: MeshGaussians, view: HandView) -> Path:
     """Write the input | render | novel view strip of ``view`` as a PNG (atomically) and return its path."""
     with torch.no_grad():
         vertices = posed_vertices(model, view)
-        render = render_gaussians(avatar(vertices), view.camera, cull_back_facing=True).image.numpy()
-        novel = render_gaussians(avatar(orbit_vertices(vertices, ORBIT_DEG)), view.camera,
+        gaussians = avatar(vertices)
+        render = render_gaussians(gaussians, view.camera, cull_back_facing=True).image.numpy()
+        orbit = orbit_transform(vertices.double().numpy().mean(axis=0), ORBIT_DEG)
+        novel = render_gaussians(gaussians, view.camera, torch.as_tensor(orbit, dtype=torch.float32),
                                  cull_back_facing=True).image.numpy()  # fmt: skip
     strip = np.hstack([view.image, render, novel])
     pixels = cv2.cvtColor(np.clip(strip * 255.0 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)

@@ -96,7 +96,8 @@ class AvatarRenderer:
         return sorted(self._avatars, key=lambda side: side.value)
 
     def pose(self, side: HandSide, vertices: np.ndarray, model_name: str) -> Gaussians:
-        """The side's avatar posed on ``vertices`` (V, 3) in any frame; HandNotRenderable with the reason."""
+        """The side's avatar posed on ``vertices`` (V, 3) in the frame of the camera that filmed the hand (where its
+        light was learnt; in another frame the shading turns with it); HandNotRenderable with the reason."""
         if side not in self._avatars:
             raise HandNotRenderable(f"no avatar for the {side.value} hand (avatar_files has "
                                     f"{', '.join(s.value for s in self.sides) or 'none'})")  # fmt: skip

@@ -225,3 +225,11 @@ def test_appearance_computed_once_poses_the_same_avatar():
             torch.testing.assert_close(getattr(reused, name), getattr(fresh, name))
     black = gaussians(torch.as_tensor(vertices), appearance=(torch.zeros_like(appearance[0]), appearance[1]))
     assert not black.colors.any()  # what is passed is what is used
+
+
+def test_the_same_model_gives_the_same_untrained_avatar():
+    vertices, faces = _tetrahedron()
+    first, second = MeshGaussians(faces, vertices, "tetrahedron"), MeshGaussians(faces, vertices, "tetrahedron")
+    for name, value in first.state_dict().items():
+        torch.testing.assert_close(second.state_dict()[name], value, rtol=0, atol=0)
+    assert not torch.equal(MeshGaussians(faces, vertices, "other").color_mlp[0].weight, first.color_mlp[0].weight)

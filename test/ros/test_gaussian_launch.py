@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 from node_checks import launch_actions, shipped_params
-from rclpy.parameter import Parameter
 
 from hand_scene_perception import cli
 from hand_scene_perception.core.hand_model import HandSide, create_hand_model
@@ -64,15 +63,24 @@ def test_bad_arguments_are_refused_with_what_is_accepted(values, message):
         gaussian_launch_plan(values)
 
 
-def test_the_shipped_parameters_are_the_nodes_and_configure_it(context, avatar):
-    _, values = shipped_params("gaussian", GAUSSIAN_NODE_NAME, PARAMETERS)
-    values = {**values, "avatar_files": [str(avatar)]}
-    node = GaussianHandsNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+def test_the_shipped_parameters_are_the_nodes_and_configure_it(context, avatar, tmp_path):
+    params_file, values = shipped_params("gaussian", GAUSSIAN_NODE_NAME, PARAMETERS)
+    assert values["avatar_files"] == []  # the user names them: the node refuses to start without
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({f"/**/{GAUSSIAN_NODE_NAME}": {"ros__parameters": {"avatar_files": [str(avatar)]}}}))
+    node = GaussianHandsNode(context=context, cli_args=["--ros-args", "--params-file", str(params_file),
+                                                        "--params-file", str(mine)])  # fmt: skip
     try:
-        assert node._processor is not None  # configured and active with the shipped values
-        assert node._processor.view.width == values["render_width"]
+        assert node._processor is not None  # configured and active with the shipped file's values
+        assert {name: node.get_parameter(name).value for name in values if name != "avatar_files"} == {
+            name: value for name, value in values.items() if name != "avatar_files"}
     finally:
         node.destroy_node()
+    shipped_only = GaussianHandsNode(context=context, cli_args=["--ros-args", "--params-file", str(params_file)])
+    try:
+        assert shipped_only._processor is None  # avatar_files is empty: the configure fails with that reason
+    finally:
+        shipped_only.destroy_node()
 
 
 def test_rviz_layout_shows_the_render_overlay_and_gaussians():

@@ -19,7 +19,7 @@ from hand_scene_msgs.msg import Hand, HandArray
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.hand_model import HandSide, create_hand_model
 from hand_scene_perception.core.hand_state import HandState
-from hand_scene_perception.gaussian.avatar_file import save_avatar
+from hand_scene_perception.gaussian.avatar_file import load_avatar, save_avatar
 from hand_scene_perception.gaussian.per_video import new_avatar
 from hand_scene_perception.ros.conversions import (
     camera_info_msg,
@@ -43,10 +43,14 @@ STAMP_NS = 1_000_000_000
 
 @pytest.fixture(scope="module")
 def avatar_file(tmp_path_factory):
-    """A right-hand avatar whose colours are red (so the render and overlay show where it is)."""
+    """A right-hand avatar whose colours are red (so the render and overlay show where it is), lit by a light
+    from the camera's right (so its colours depend on the frame it is posed in)."""
     avatar = new_avatar(MODEL, HandSide.RIGHT)
     with torch.no_grad():
         avatar.color_mlp[2].bias.copy_(torch.tensor([6.0, -6.0, -6.0]))
+        avatar.light_direction.copy_(torch.tensor([1.0, 0.0, 0.0]))
+        avatar.ambient.fill_(0.3)
+        avatar.diffuse_gain.fill_(0.7)
     path = tmp_path_factory.mktemp("avatars") / "right.avatar.pt"
     save_avatar(path, avatar, HandSide.RIGHT)
     return path
@@ -127,7 +131,16 @@ def test_a_tracked_hand_is_rendered_overlaid_and_published_as_gaussians(context,
         np.testing.assert_allclose(np.linalg.norm(values[:, 8:12], axis=1), 1.0, atol=1e-5)
         assert (values[:, 4] > 0.9).all()  # opacities start at 0.99
         rgb = values[:, 3].view(np.uint32)
-        assert ((rgb >> 16) & 0xFF).min() > 200 and (rgb & 0xFF).max() < 40  # red
+        assert (rgb & 0xFF).max() < 40 and ((rgb >> 8) & 0xFF).max() < 40  # red, shaded
+        # lit as the fit learnt it, in the filming camera's frame (not in map's)
+        avatar, _ = load_avatar(avatar_file, MODEL)
+        vertices_cam = (vertices_map - T_MAP_CAMERA[:3, 3]) @ T_MAP_CAMERA[:3, :3]
+        with torch.no_grad():
+            lit = avatar(torch.as_tensor(vertices_cam, dtype=torch.float32)).colors.numpy()
+            wrong = avatar(torch.as_tensor(vertices_map, dtype=torch.float32)).colors.numpy()
+        red = ((rgb >> 16) & 0xFF).astype(float)
+        np.testing.assert_allclose(red, lit[:, 0] * 255, atol=1.0)
+        assert np.abs(red - wrong[:, 0] * 255).max() > 10  # (map is turned 0.4 rad from the camera)
         transforms = [t for msg in harness.messages("/tf") for t in msg.transforms]
         assert any(t.child_frame_id == "gaussian_render_optical_frame" and t.header.frame_id == CAMERA_FRAME
                    for t in transforms)  # fmt: skip

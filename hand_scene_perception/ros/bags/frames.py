@@ -29,8 +29,8 @@ def bag_camera_frames(path: Path, image_topic: str | None = None, info_topic: st
                       max_frames: int | None = None) -> Iterator[Frame]:  # fmt: skip
     """(index, stamp ns, RGB image, camera) per image of ``image_topic`` (default /camera/image_raw) that has a
     CameraInfo on ``info_topic`` (default /camera/camera_info) before it (or, for the image logged just before the
-    first CameraInfo, right after it); earlier images and images of another size are skipped. BagError when the
-    topics are missing."""
+    first CameraInfo, right after it); earlier images and unusable ones (another size, an unsupported encoding) are
+    skipped. BagError when the topics are missing or no image could be used (with the last reason)."""
     defaults = camera_topics("/camera")
     image_topic, info_topic = image_topic or defaults["image"], info_topic or defaults["camera_info"]
     reader = open_bag(path)
@@ -41,12 +41,14 @@ def bag_camera_frames(path: Path, image_topic: str | None = None, info_topic: st
                 raise BagError(f"{path} has no {expected} topic {topic}; it has: {', '.join(sorted(types))}")
         connections = [c for c in reader.connections if c.topic in (image_topic, info_topic)]
         camera, index, first = None, 0, None
+        unusable: list[str] = []
 
         def frame(msg: Image) -> Frame | None:
             try:
                 check_image_size(msg, camera)
                 return index, time_ns(msg.header.stamp), image_rgb(msg), camera
-            except InputError:
+            except InputError as error:
+                unusable.append(str(error))
                 return None
 
         for connection, _, data in read_messages(reader, connections):
@@ -66,5 +68,8 @@ def bag_camera_frames(path: Path, image_topic: str | None = None, info_topic: st
             if out is not None:
                 yield out
                 index += 1
+        if index == 0 and unusable:
+            raise BagError(f"none of the {len(unusable)} images on {image_topic} in {path} could be used: "
+                           f"{unusable[-1]}")  # fmt: skip
     finally:
         reader.close()

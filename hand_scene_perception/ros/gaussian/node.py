@@ -20,6 +20,7 @@ throttled WARN and counted; the others are drawn.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 
@@ -54,7 +55,7 @@ IMAGE_CACHE = 10
 
 PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "avatar_files": ([], ParameterDescriptor(
-        description="avatar files written by `hand-scene fit gaussian` (LEFT/RIGHT.avatar.pt), one per side "
+        description="avatar files written by `hand-scene fit gaussian` (left/right.avatar.pt), one per side "
                     "[configure]", dynamic_typing=True)),
     **HAND_MODEL_PARAMETERS,
     "render_width": (256, int_param("width of the render image, pixels [configure]", 8, 4096)),
@@ -89,6 +90,7 @@ class GaussianHandsNode(PipelineNode):
 
     def _init_state(self) -> None:
         self._images: deque[tuple[int, Image]] = deque(maxlen=IMAGE_CACHE)
+        self._images_lock = threading.Lock()  # the executor adds images while the worker looks one up
         self._info: CameraInfo | None = None
         self._reset_stats()
 
@@ -162,13 +164,17 @@ class GaussianHandsNode(PipelineNode):
 
     def _on_image(self, msg: Image) -> None:
         stamp = time_ns(msg.header.stamp)
-        if self._images and stamp < self._images[-1][0]:
-            self._on_time_jump(self._images[-1][0], stamp)
-            self._images.clear()
-        self._images.append((stamp, msg))
+        with self._images_lock:
+            jumped = self._images[-1][0] if self._images and stamp < self._images[-1][0] else None
+            if jumped is not None:
+                self._images.clear()
+            self._images.append((stamp, msg))
+        if jumped is not None:
+            self._on_time_jump(jumped, stamp)
 
     def _image_at(self, stamp_ns: int) -> Image | None:
-        return next((image for stamp, image in reversed(self._images) if stamp == stamp_ns), None)
+        with self._images_lock:
+            return next((image for stamp, image in reversed(self._images) if stamp == stamp_ns), None)
 
     def _on_hands(self, msg: HandArray) -> None:
         self._received += 1
@@ -187,9 +193,11 @@ class GaussianHandsNode(PipelineNode):
         """Draw the newest HandArray for the outputs someone listens to, publish, repeat."""
         for hands in self._mail():
             taken = time.perf_counter()
-            wanted = self._wanted()
-            image = self._image_at(time_ns(hands.header.stamp)) if wanted["overlay"] else None
             try:
+                wanted = self._wanted()
+                if not any(wanted.values()):
+                    continue  # nobody listens: nothing is drawn
+                image = self._image_at(time_ns(hands.header.stamp)) if wanted["overlay"] else None
                 with self._lock:
                     if self._processor is None:
                         return

@@ -5,7 +5,8 @@ camera (gaussian/renderer.py ViewSpec), with its CameraInfo and the TF from the 
 frame; ``overlay``, the hands rendered in the filming camera over that camera's image of the same stamp; and
 ``gaussians/left|right``, each hand's posed Gaussians as a PointCloud2 in the hands' frame (:data:`GAUSSIAN_FIELDS`).
 The filming camera is the hands' ``image_frame_id`` (else the image's frame); its pose in the hands' frame comes
-from TF at the hands' stamp (the ego node publishes it with every frame), unless the hands are in that frame.
+from TF at the hands' stamp (the ego node publishes it with every frame), unless the hands are in that frame. The
+avatars are posed in that camera's frame for every output, clouds included: their light was learnt there.
 
 A hand that cannot be drawn (no vertices, another hand model, no avatar for its side, non-finite values) is left out
 with its reason in ``skipped``; the other hands are still drawn.
@@ -108,7 +109,7 @@ class GaussianMessageProcessor:
             self._transforms = None
 
     def _camera_from_hands(self, hands_frame: str, camera_frame: str, stamp_ns: int) -> np.ndarray:
-        if not camera_frame or camera_frame == hands_frame:
+        if camera_frame == hands_frame:
             return np.eye(4)
         if self._transforms is None:
             raise InputError(f"the hands are in {hands_frame!r}, the camera is {camera_frame!r}, and no TF is heard")
@@ -120,63 +121,71 @@ class GaussianMessageProcessor:
 
     def process(self, hands: HandArray, image: Image | None = None, info: CameraInfo | None = None, *,
                 render: bool = True, overlay: bool = False, clouds: bool = False) -> GaussianMessages:  # fmt: skip
-        """Draw one HandArray; InputError when nothing can be drawn from it at all (no usable camera pose)."""
+        """Draw one HandArray; InputError when nothing can be drawn from it at all (the filming camera or its pose
+        unknown)."""
         out = GaussianMessages()
         stamp = time_ns(hands.header.stamp)
         hands_frame = hands.header.frame_id
-        posed: list[Gaussians] = []
-        camera_frame = ""
+        usable: list[tuple] = []  # (side, vertices in the hands' frame, model name)
         for index, hand in enumerate(hands.hands):
             side = MSG_TO_SIDE.get(hand.side)
             label = f"hand {index} ({'side ' + str(hand.side) if side is None else side.value})"
+            vertices = np.frombuffer(hand.vertices, dtype=np.float32)
             if side is None:
                 out.skipped.append(f"{label}: Hand.side must be LEFT or RIGHT")
-                continue
-            if not len(hand.vertices):
+            elif not vertices.size:
                 out.skipped.append(f"{label}: no vertices (the ego node sends them unless told not to)")
-                continue
-            vertices = np.frombuffer(hand.vertices, dtype=np.float32)
-            if vertices.size % 3:
+            elif vertices.size % 3:
                 out.skipped.append(f"{label}: {vertices.size} vertex values, not a multiple of 3")
-                continue
+            else:
+                usable.append((side, vertices.reshape(-1, 3).astype(np.float64), hand.model_name, label))
+        if not usable or not (render or overlay or clouds):
+            return out
+        camera_frame = next((hand.image_frame_id for hand in hands.hands if hand.image_frame_id), "")
+        camera_frame = camera_frame or ("" if image is None else image.header.frame_id)
+        if not camera_frame:
+            raise InputError("the hands name no image_frame_id (and no image of their stamp came): the camera whose "
+                             "frame the avatars are lit in is unknown")  # fmt: skip
+        # The avatars' light was learnt in the filming camera's frame: they are posed there, whatever is drawn.
+        camera_from_hands = self._camera_from_hands(hands_frame, camera_frame, stamp)
+        posed: list[Gaussians] = []
+        for side, vertices, model_name, label in usable:
             try:
-                posed.append(self.renderer.pose(side, vertices.reshape(-1, 3), hand.model_name))
+                posed.append(self.renderer.pose(side, vertices @ camera_from_hands[:3, :3].T + camera_from_hands[:3, 3],
+                                                model_name))  # fmt: skip
             except HandNotRenderable as error:
                 out.skipped.append(f"{label}: {error}")
                 continue
             out.drawn.append(side.value)
-            camera_frame = camera_frame or hand.image_frame_id
-        if image is not None:
-            camera_frame = camera_frame or image.header.frame_id
         if clouds:
+            hands_from_camera = inverse_matrices(camera_from_hands)
             for side, gaussians in zip(out.drawn, posed, strict=True):
-                out.clouds[side] = gaussian_cloud_msg(gaussians, None, hands_frame, stamp)
-        if not posed or not (render or overlay):
-            return out
-        camera_from_hands = self._camera_from_hands(hands_frame, camera_frame, stamp)
-        if render:
-            centre = np.mean([g.positions.double().numpy().mean(axis=0) for g in posed], axis=0)
-            centre_cam = camera_from_hands[:3, :3] @ centre + camera_from_hands[:3, 3]
+                out.clouds[side] = gaussian_cloud_msg(gaussians, hands_from_camera, hands_frame, stamp)
+        if render and posed:
+            centre_cam = np.mean([g.positions.double().numpy().mean(axis=0) for g in posed], axis=0)
             if centre_cam[2] <= 0:
                 out.warnings.append(f"the hands are behind the camera {camera_frame!r} (z = {centre_cam[2]:.3f} m): "
                                     "nothing rendered")  # fmt: skip
             else:
                 camera, virtual_from_camera = virtual_camera(self.view, centre_cam)
-                rendering = self.renderer.render(posed, camera, virtual_from_camera @ camera_from_hands)
+                rendering = self.renderer.render(posed, camera, virtual_from_camera)
                 pixels = np.clip(rendering.image.numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)
                 out.render = image_msg(pixels, self.render_frame, stamp)
                 out.render_info = camera_info_msg(camera, self.render_frame, stamp)
-                if camera_frame:
-                    out.render_transform = transform_msg(inverse_matrices(virtual_from_camera), camera_frame,
-                                                         self.render_frame, stamp)  # fmt: skip
-        if overlay:
-            self._overlay(out, posed, camera_from_hands, image, info)
+                out.render_transform = transform_msg(inverse_matrices(virtual_from_camera), camera_frame,
+                                                     self.render_frame, stamp)  # fmt: skip
+        if overlay and posed:
+            self._overlay(out, posed, camera_frame, image, info)
         return out
 
-    def _overlay(self, out: GaussianMessages, posed: list[Gaussians], camera_from_hands: np.ndarray,
-                 image: Image | None, info: CameraInfo | None) -> None:  # fmt: skip
+    def _overlay(self, out: GaussianMessages, posed: list[Gaussians], camera_frame: str, image: Image | None,
+                 info: CameraInfo | None) -> None:  # fmt: skip
         if image is None or info is None:
             out.warnings.append("overlay: no image (or CameraInfo) of the hands' stamp received")
+            return
+        if image.header.frame_id and image.header.frame_id != camera_frame:
+            out.warnings.append(f"overlay: the image is in {image.header.frame_id!r} but the hands were seen by "
+                                f"{camera_frame!r}: remap image to that camera's")  # fmt: skip
             return
         try:
             camera = pinhole_camera(info)
@@ -189,5 +198,5 @@ class GaussianMessageProcessor:
             out.warnings.append("overlay: the camera is distorted; the Gaussian renderer draws pinhole images "
                                 "(subscribe to a rectified image)")  # fmt: skip
             return
-        rendering = self.renderer.render(posed, camera, camera_from_hands)
+        rendering = self.renderer.render(posed, camera)
         out.overlay = image_msg(composite(rendering, pixels), image.header.frame_id, time_ns(image.header.stamp))
