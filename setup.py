@@ -24,6 +24,7 @@ setup(
         "torch>=2.4",
         "smplx>=0.1.28",
         "pytorch-msssim>=1.0",
+        "numba>=0.60",
         "pillow>=10",
         "pyyaml>=6",
     ],

@@ -6,7 +6,10 @@ through the projection's Jacobian, plus 3DGS's 0.3 px² low-pass), its footprint
 opacity of 1/255, and every (Gaussian, pixel) pair gets its alpha; pairs are ordered by pixel and, within a pixel,
 front to back (a stable sort of depth-ordered pairs), and composited with each pixel's transmittance, a segmented
 cumulative sum of log(1 - alpha) in float64. Autograd differentiates all of it (positions, rotations, scales,
-colours, opacities); which pixels a Gaussian touches is chosen without gradient, as in 3DGS.
+colours, opacities); which pixels a Gaussian touches is chosen without gradient, as in 3DGS. When nothing needs a
+gradient (no input requires one, or under ``torch.no_grad``: the node, previews, scoring) the same projection feeds
+a compiled front-to-back loop instead (splat_kernel.py): two open-model hands at 256x256 in ~42 ms instead of
+~170 ms on one core here; images agree within 2e-4 (its early termination).
 
 CUDA (gsplat) is to come: Gaussians on another device are refused with that reason.
 
@@ -19,10 +22,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..core.camera import PinholeCamera
 from .mesh_gaussians import Gaussians
+from .splat_kernel import composite
 
 NEAR_M = 0.01
 LOW_PASS_PX2 = 0.3
@@ -69,24 +74,21 @@ def quaternion_matrices(quaternions: torch.Tensor) -> torch.Tensor:
                        dim=-1).reshape(*quaternions.shape[:-1], 3, 3)  # fmt: skip
 
 
-def _in_camera(gaussians: Gaussians, camera_from_frame: torch.Tensor | None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Means (N, 3), covariances (N, 3, 3) and the Gaussians' own z axes (N, 3) in the camera's optical frame."""
+def _in_camera(gaussians: Gaussians, camera_from_frame: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means (N, 3) and rotations (N, 3, 3; columns: the Gaussians' axes) in the camera's optical frame."""
     rotation = quaternion_matrices(gaussians.rotations)
-    covariance = rotation @ torch.diag_embed(gaussians.scales**2) @ rotation.transpose(-1, -2)
-    means, normals = gaussians.positions, rotation[..., 2]
+    means = gaussians.positions
     if camera_from_frame is not None:
         transform = camera_from_frame.to(means.dtype)
         means = means @ transform[:3, :3].T + transform[:3, 3]
-        covariance = transform[:3, :3] @ covariance @ transform[:3, :3].T
-        normals = normals @ transform[:3, :3].T
-    return means, covariance, normals
+        rotation = transform[:3, :3] @ rotation
+    return means, rotation
 
 
 def _render_cpu(gaussians: Gaussians, camera: PinholeCamera, camera_from_frame: torch.Tensor | None,
                 background: tuple[float, float, float], cull_back_facing: bool) -> Rendering:  # fmt: skip
     height, width = camera.height, camera.width
-    means, covariance, normals = _in_camera(gaussians, camera_from_frame)
+    means, rotation = _in_camera(gaussians, camera_from_frame)
     dtype = means.dtype
     pixel_count = height * width
     colors = gaussians.colors.to(dtype)
@@ -96,12 +98,16 @@ def _render_cpu(gaussians: Gaussians, camera: PinholeCamera, camera_from_frame: 
 
     visible = means[:, 2] > NEAR_M
     if cull_back_facing:  # (the camera sits at the origin: a front face's normal points back toward it)
-        visible &= torch.sum(normals * means, dim=-1).detach() < 0
+        visible &= torch.sum(rotation[:, :, 2] * means, dim=-1).detach() < 0
     index = torch.nonzero(visible).ravel()
     index = index[torch.argsort(means[index, 2].detach())]  # front to back
     if not len(index):
         return empty
-    mean, cov, opacity = means[index], covariance[index], gaussians.opacities[index].to(dtype)
+    differentiable = torch.is_grad_enabled() and any(
+        value.requires_grad for value in (gaussians.positions, gaussians.rotations, gaussians.scales,
+                                          gaussians.colors, gaussians.opacities))  # fmt: skip
+    mean, turn, opacity = means[index], rotation[index], gaussians.opacities[index].to(dtype)
+    cov = turn @ torch.diag_embed(gaussians.scales[index].to(dtype) ** 2) @ turn.transpose(-1, -2)  # visible only
     x, y, z = mean.unbind(-1)
     fx, fy = camera.fx, camera.fy
     # EWA: the projection's Jacobian d(u, v)/d(x, y, z) at the mean, rows (fx/z, 0, -fx x/z²), (0, fy/z, -fy y/z²)
@@ -124,6 +130,9 @@ def _render_cpu(gaussians: Gaussians, camera: PinholeCamera, camera_from_frame: 
         nearest = torch.round(centre).to(torch.int64)
         on_screen = (radius > 0) & (nearest[:, 0] + radius >= 0) & (nearest[:, 0] - radius < width) \
             & (nearest[:, 1] + radius >= 0) & (nearest[:, 1] - radius < height)  # fmt: skip
+        if not differentiable:  # the same image from the compiled loop (splat_kernel.py)
+            return _composited(camera, background_rgb, on_screen, centre, conic, opacity, colors[index], z, nearest,
+                               radius, extent)  # fmt: skip
         owner, pixel = _footprints(nearest, radius, extent, on_screen, width, height)
     if not len(owner):
         return empty
@@ -156,6 +165,22 @@ def _render_cpu(gaussians: Gaussians, camera: PinholeCamera, camera_from_frame: 
     image = image + (1.0 - coverage)[:, None] * background_rgb
     depth = torch.where(coverage > 0, depth / coverage.clamp_min(1e-12), torch.zeros_like(depth))
     return Rendering(image.reshape(height, width, 3), coverage.reshape(height, width), depth.reshape(height, width))
+
+
+def _composited(camera: PinholeCamera, background: torch.Tensor, keep: torch.Tensor,
+                *values: torch.Tensor) -> Rendering:  # fmt: skip
+    """The forward-only rendering of the projected, depth-sorted Gaussians ``keep`` selects (splat_kernel.py)."""
+    centre, conic, opacity, colors, depth, nearest, radius, extent = (
+        np.ascontiguousarray(value[keep].numpy(), dtype=np.int64 if value.dtype == torch.int64 else np.float64)
+        for value in values)  # fmt: skip
+    rgb, coverage, weighted_depth = composite(centre, conic, opacity, colors, depth, nearest, radius, extent,
+                                              camera.width, camera.height, MIN_ALPHA, MAX_ALPHA)  # fmt: skip
+    shape, dtype = (camera.height, camera.width), background.dtype
+    alpha = torch.from_numpy(coverage).to(dtype)
+    image = torch.from_numpy(rgb).to(dtype) + (1.0 - alpha)[:, None] * background
+    depth_image = np.divide(weighted_depth, coverage, out=np.zeros_like(weighted_depth), where=coverage > 0)
+    return Rendering(image.reshape(*shape, 3), alpha.reshape(shape),
+                     torch.from_numpy(depth_image).to(dtype).reshape(shape))
 
 
 def _footprints(nearest: torch.Tensor, radius: torch.Tensor, extent: torch.Tensor, on_screen: torch.Tensor,
