@@ -19,9 +19,12 @@ from hand_scene_msgs.msg import Hand, HandArray
 from hand_scene_perception.core.camera import PinholeCamera
 from hand_scene_perception.core.hand_model import HandSide, create_hand_model
 from hand_scene_perception.core.hand_state import HandState
+from hand_scene_perception.core.transform_buffer import TransformUnavailable
 from hand_scene_perception.gaussian.avatar_file import load_avatar, save_avatar
 from hand_scene_perception.gaussian.per_video import new_avatar
+from hand_scene_perception.gaussian.renderer import AvatarRenderer, ViewSpec
 from hand_scene_perception.ros.conversions import (
+    InputError,
     camera_info_msg,
     hand_msg,
     image_msg,
@@ -30,7 +33,7 @@ from hand_scene_perception.ros.conversions import (
 )
 from hand_scene_perception.ros.diagnostics import node_status
 from hand_scene_perception.ros.gaussian.node import GaussianHandsNode
-from hand_scene_perception.ros.gaussian.processor import GAUSSIAN_FIELD_NAMES
+from hand_scene_perception.ros.gaussian.processor import GAUSSIAN_FIELD_NAMES, GaussianMessageProcessor
 
 MODEL = create_hand_model("open")
 CAMERA = PinholeCamera.from_intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240)
@@ -152,12 +155,13 @@ def test_hands_it_cannot_draw_are_skipped_with_the_reason(context, avatar_file):
     harness = _harness(context, _node(context, avatar_files=[str(avatar_file)]))
     try:
         assert harness.wait_for(lambda: harness.node._outputs["render"].get_subscription_count() > 0)
-        _send(harness, [_hand(HandSide.LEFT), _hand(HandSide.RIGHT, with_vertices=False), _hand(HandSide.RIGHT)])
+        _send(harness, [_hand(HandSide.LEFT), _hand(HandSide.RIGHT, with_vertices=False), _nan_hand(),
+                        _hand(HandSide.RIGHT)])
 
         def warned() -> bool:
             for msg in harness.messages("/diagnostics"):
                 status = node_status(msg, harness.node.get_fully_qualified_name())
-                if status is not None and int(status[2]["skipped_hands"]) >= 2:
+                if status is not None and int(status[2]["skipped_hands"]) >= 3:
                     return True
             return False
 
@@ -168,6 +172,57 @@ def test_hands_it_cannot_draw_are_skipped_with_the_reason(context, avatar_file):
         assert "hand not drawn" in texts
     finally:
         harness.close()
+
+
+def _nan_hand() -> Hand:
+    hand = _hand(HandSide.RIGHT)
+    vertices = np.frombuffer(hand.vertices, np.float32).copy()
+    vertices[7] = np.nan
+    hand.vertices = vertices.tolist()
+    return hand
+
+
+class _FixedTF:
+    """TF that knows the camera's pose in map at every stamp (what the ego node publishes)."""
+
+    def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float = 0.0) -> np.ndarray:
+        if (target, source) != (CAMERA_FRAME, "map"):
+            raise TransformUnavailable(f"no {source} -> {target}")
+        return np.linalg.inv(T_MAP_CAMERA)
+
+    def close(self) -> None:
+        pass
+
+
+def test_each_unusable_hand_is_left_out_with_its_reason(avatar_file):
+    renderer = AvatarRenderer.from_files(MODEL, [str(avatar_file)])
+    processor = GaussianMessageProcessor(renderer, ViewSpec(32, 32), "render_frame", _FixedTF())
+    other_model = _hand(HandSide.RIGHT)
+    other_model.model_name = "mano"
+    bad_side = _hand(HandSide.RIGHT)
+    bad_side.side = 7
+    hands = [_hand(HandSide.LEFT), _hand(HandSide.RIGHT, with_vertices=False), _nan_hand(), other_model, bad_side,
+             _hand(HandSide.RIGHT)]  # fmt: skip
+    out = processor.process(HandArray(header=hands[0].header, hands=hands), render=True, clouds=True)
+    assert out.drawn == ["right"] and out.render is not None and list(out.clouds) == ["right"]
+    reasons = "\n".join(out.skipped)
+    for expected in ("hand 0 (left): no avatar for the left hand", "hand 1 (right): no vertices",
+                     "hand 2 (right): the right hand's vertices are not all finite",
+                     "hand 3 (right): the right hand is a 'mano' mesh", "hand 4 (side 7): Hand.side must be"):
+        assert expected in reasons
+    # the camera's pose unknown: nothing can be lit, so nothing is drawn, with the reason
+    moved = _hand(HandSide.RIGHT)
+    moved.image_frame_id = "elsewhere"
+    with pytest.raises(InputError, match="no TF from 'map' to the camera 'elsewhere'"):
+        processor.process(HandArray(header=moved.header, hands=[moved]))
+    # a hand behind the camera: a warning, no render
+    behind = _hand(HandSide.RIGHT)
+    flipped = np.frombuffer(behind.vertices, np.float32).reshape(-1, 3).astype(np.float64)
+    cam = (flipped - T_MAP_CAMERA[:3, 3]) @ T_MAP_CAMERA[:3, :3]
+    cam[:, 2] -= 0.8
+    behind.vertices = (cam @ T_MAP_CAMERA[:3, :3].T + T_MAP_CAMERA[:3, 3]).astype(np.float32).ravel().tolist()
+    out = processor.process(HandArray(header=behind.header, hands=[behind]))
+    assert out.render is None and "behind the camera" in out.warnings[0]
 
 
 def test_unusable_avatar_files_fail_the_configure_and_stay_untouched(context, avatar_file, tmp_path):
