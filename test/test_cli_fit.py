@@ -92,3 +92,48 @@ def test_bad_arguments_exit_2_before_tracking(video, tmp_path, subprocess_env):
     missing = _fit(str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o"), env=subprocess_env)
     assert missing.returncode == 2 and "no video, image folder or bag" in missing.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_while_tracking_or_fitting_exits_130_and_keeps_the_fit(video, tmp_path, monkeypatch, capsys):
+    from hand_scene_perception import cli
+    from hand_scene_perception.gaussian import per_video
+    from hand_scene_perception.pipelines.ego import pipeline as ego
+
+    original_process = ego.EgoPipeline.process
+    calls = []
+
+    def interrupted_process(self, frame):
+        calls.append(frame.stamp_ns)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original_process(self, frame)
+
+    out = tmp_path / "avatars"
+    with monkeypatch.context() as patch:
+        patch.setattr(ego.EgoPipeline, "process", interrupted_process)
+        assert cli.main(["fit", "gaussian", str(video), "--out", str(out), "--steps", "2", "--crop-size", "32"]) == 130
+    assert "interrupted while tracking the hands: no avatar written" in capsys.readouterr().out
+    # during the fit: the checkpoint keeps the steps taken, the report says the side was not finished
+    original_fit = per_video.fit_avatar
+
+    def interrupted_fit(model, views, config, state=None, on_step=None):
+        def stop(current):
+            on_step(current)
+            if current.step == 2:
+                raise KeyboardInterrupt
+
+        return original_fit(model, views, config, state, stop)
+
+    monkeypatch.setattr(per_video, "fit_avatar", interrupted_fit)
+    arguments = ["fit", "gaussian", str(video), "--out", str(out), "--steps", "4", "--crop-size", "32"]
+    assert cli.main(arguments) == 130
+    printed = capsys.readouterr().out
+    assert "interrupted at step 2" in printed and "rerun with --resume" in printed
+    report = json.loads((out / "fit_report.json").read_text())
+    assert list(report["hands"].values()) == [{}]  # started, no avatar yet
+    checkpoint = next(out.glob("*.fit.pt"))
+    monkeypatch.setattr(per_video, "fit_avatar", original_fit)
+    assert cli.main([*arguments, "--resume"]) == 0
+    report = json.loads((out / "fit_report.json").read_text())
+    (entry,) = report["hands"].values()
+    assert entry["resumed_at_step"] == 2 and entry["steps"] == 4 and checkpoint.exists()

@@ -152,7 +152,11 @@ def run_fit(args: argparse.Namespace) -> int:
     from ..core.hand_model import create_hand_model
 
     model = create_hand_model(args.hand_model, args.mano_dir)
-    views, run = _collect_views(args, model)
+    try:
+        views, run = _collect_views(args, model)
+    except KeyboardInterrupt:
+        print("hand-scene fit: interrupted while tracking the hands: no avatar written")
+        return 130
     report = {"input": str(args.input), **run, "hand_model": model.name, "hands": {}}
     outcome = 0
     try:
