@@ -67,14 +67,23 @@ def _checked(value: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray
     return array
 
 
+def transformed_model_params(model_pose: np.ndarray, model_translation: np.ndarray, root: np.ndarray,
+                             transform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The hand model's (16, 3) pose and (3,) translation for the same hand expressed through ``transform`` (4, 4):
+    the global rotation turned, the translation moved so that ``root`` (the posed root joint, the model's rotation
+    centre) lands where the transform takes it."""
+    rotation, offset = transform[:3, :3], transform[:3, 3]
+    model_pose = np.array(model_pose, np.float64)
+    model_pose[0] = (Rotation.from_matrix(rotation) * Rotation.from_rotvec(model_pose[0])).as_rotvec()
+    # The root stays the rotation centre: its rest position is root - translation.
+    return model_pose, rotation @ root + offset - (root - model_translation)
+
+
 def transformed_state(state: HandState, transform: np.ndarray) -> HandState:
     """The same hand expressed in another frame (transform maps the state's frame into the new one)."""
     rotation, offset = transform[:3, :3], transform[:3, 3]
-    root = state.joints[0]
-    new_root = rotation @ root + offset
-    global_rotation = rotation @ Rotation.from_rotvec(state.model_pose[0]).as_matrix()
-    model_pose = state.model_pose.copy()
-    model_pose[0] = Rotation.from_matrix(global_rotation).as_rotvec()
+    model_pose, model_translation = transformed_model_params(state.model_pose, state.model_translation,
+                                                             state.joints[0], transform)  # fmt: skip
     return HandState(
         track_id=state.track_id,
         side=state.side,
@@ -84,8 +93,7 @@ def transformed_state(state: HandState, transform: np.ndarray) -> HandState:
         model_name=state.model_name,
         model_pose=model_pose,
         model_shape=state.model_shape,
-        # The root stays the rotation centre: its rest position is root - translation.
-        model_translation=new_root - (root - state.model_translation),
+        model_translation=model_translation,
         vertices=None if state.vertices is None else state.vertices @ rotation.T + offset,
         landmarks_px=state.landmarks_px,
         image_frame_id=state.image_frame_id,

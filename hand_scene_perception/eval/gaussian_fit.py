@@ -15,24 +15,23 @@ import time
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 
 from ..core.alignment import procrustes_align
 from ..core.hand_model import create_hand_model
+from ..core.hand_state import transformed_model_params
 from ..core.transforms import inverse_matrices
-from ..gaussian.metrics import masked_psnr, masked_ssim
 from ..gaussian.per_video import (
     CROP_SIZE,
     AvatarFitConfig,
     HandView,
     crop_view,
     fit_avatar,
+    posed_hand,
     posed_vertices,
     refine_view_pose,
     score_view,
     split_views,
 )
-from ..gaussian.raster import render_gaussians
 from ..gaussian.renderer import ViewSpec, virtual_camera
 from ..pipelines.ego import EgoConfig, EgoFrame, EgoPipeline
 from ..synth.sequence import SyntheticSequence, stamp_ns
@@ -46,28 +45,20 @@ NOVEL_FOV_DEG = 70.0
 def _joint_errors_mm(model, views, truths, corrections) -> dict[str, float]:
     """Mean camera-frame and Procrustes-aligned joint errors (mm) of the views' poses with ``corrections``."""
     camera_frame, aligned = [], []
-    for view, truth, (pose, translation) in zip(views, truths, corrections, strict=True):
+    for view, truth, correction in zip(views, truths, corrections, strict=True):
         with torch.no_grad():
-            out = model.forward((torch.as_tensor(view.pose) + pose)[None].float(),
-                                torch.as_tensor(view.shape, dtype=torch.float32)[None], side=view.side,
-                                transl=(torch.as_tensor(view.translation) + translation)[None].float())  # fmt: skip
-        joints = out.joints[0].double().numpy()
+            joints = posed_hand(model, view, *correction).joints[0].double().numpy()
         camera_frame.append(np.linalg.norm(joints - truth, axis=1).mean())
         aligned.append(np.linalg.norm(procrustes_align(joints, truth) - truth, axis=1).mean())
     return {"mpjpe_mm": 1e3 * float(np.mean(camera_frame)), "pa_mpjpe_mm": 1e3 * float(np.mean(aligned))}
 
 
 def params_in_frame(model, view: HandView, correction: tuple[torch.Tensor, torch.Tensor],
-               transform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """The view's (corrected) pose and translation for the same hand expressed through ``transform`` (4, 4): the
-    global rotation turned, the root moved (the model rotates about its root)."""
-    pose = view.pose + correction[0].numpy()
-    translation = view.translation + correction[1].numpy()
-    root = np.asarray(model.forward(pose.astype(np.float32), view.shape.astype(np.float32), side=view.side,
-                                    transl=translation.astype(np.float32)).joints[0][0], np.float64)  # fmt: skip
-    turned = pose.copy()
-    turned[0] = (Rotation.from_matrix(transform[:3, :3]) * Rotation.from_rotvec(pose[0])).as_rotvec()
-    return turned, transform[:3, :3] @ root + transform[:3, 3] - (root - translation)
+                    transform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The view's (corrected) pose and translation for the same hand expressed through ``transform`` (4, 4)."""
+    root = posed_hand(model, view, *correction).joints[0][0].double().numpy()
+    return transformed_model_params(view.pose + correction[0].numpy(), view.translation + correction[1].numpy(), root,
+                                    transform)  # fmt: skip
 
 
 def _novel_view_scores(model, avatar, sequence: SyntheticSequence, posed_hands: dict, held: list[HandView],
@@ -90,14 +81,8 @@ def _novel_view_scores(model, avatar, sequence: SyntheticSequence, posed_hands: 
         if novel is None:
             continue
         # the crop camera shares the novel camera's frame: the head-camera Gaussians go there by novel_from_head
-        with torch.no_grad():
-            gaussians = avatar(vertices)
-            image = render_gaussians(gaussians, novel.camera, torch.as_tensor(novel_from_head, dtype=torch.float32),
-                                     cull_back_facing=True).image  # fmt: skip
-        mask = torch.as_tensor(novel.mask)
-        target = torch.as_tensor(novel.image, dtype=image.dtype) * mask[..., None]
-        scores.append((masked_psnr(image, target, mask), float(masked_ssim(image, target, mask))))
-    return {"psnr_db": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores])),
+        scores.append(score_view(avatar, vertices, novel, novel_from_head))
+    return {"psnr_db": float(np.mean([s.psnr_db for s in scores])), "ssim": float(np.mean([s.ssim for s in scores])),
             "views": len(scores), "yaw_deg": NOVEL_YAW_DEG}  # fmt: skip
 
 
@@ -105,11 +90,8 @@ def true_params_cam(model, truth, T_world_camera: np.ndarray) -> tuple[np.ndarra
     """A generated hand's true pose and translation in its camera's frame (the oracle's tracked hand)."""
     rest = model.forward(truth.pose[None].astype(np.float32), truth.shape[None].astype(np.float32), side=truth.side)
     translation_world = truth.vertices_world[0] - np.asarray(rest.vertices[0][0], np.float64)
-    camera_from_world = inverse_matrices(T_world_camera)
-    pose = np.array(truth.pose, np.float64)
-    pose[0] = (Rotation.from_matrix(camera_from_world[:3, :3]) * Rotation.from_rotvec(pose[0])).as_rotvec()
-    root = truth.joints_world[0]
-    return pose, camera_from_world[:3, :3] @ root + camera_from_world[:3, 3] - (root - translation_world)
+    return transformed_model_params(truth.pose, translation_world, truth.joints_world[0],
+                                    inverse_matrices(T_world_camera))  # fmt: skip
 
 
 def evaluate_gaussian_fit(num_frames: int = 300, steps: int = 2000, seed: int = 0, held_out_every: int = 10,

@@ -30,6 +30,7 @@ import torch
 
 from ..core.camera import PinholeCamera
 from ..core.hand_model import HandModel, HandSide
+from ..core.hand_model.base import HandModelOutput
 from ..core.raster import rasterize
 from .avatar_file import load_weights_file
 from .mesh_gaussians import MeshGaussians
@@ -194,19 +195,24 @@ def start_fit(model: HandModel, side: HandSide, num_views: int, config: AvatarFi
     return FitState(avatar, _optimizer(avatar, corrections, config), corrections)
 
 
-def posed_vertices(model: HandModel, view: HandView, pose_correction: torch.Tensor | None = None,
-                   translation_correction: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-    """(V, 3) float32 vertices of the view's hand in its camera frame, with the corrections added (differentiable
-    in them)."""
+def posed_hand(model: HandModel, view: HandView, pose_correction: torch.Tensor | None = None,
+               translation_correction: torch.Tensor | None = None) -> HandModelOutput:  # fmt: skip
+    """The view's hand model posed in its camera frame (a batch of one, torch), with the corrections added
+    (differentiable in them)."""
     pose = torch.as_tensor(view.pose, dtype=torch.float64)
     translation = torch.as_tensor(view.translation, dtype=torch.float64)
     if pose_correction is not None:
         pose = pose + pose_correction
     if translation_correction is not None:
         translation = translation + translation_correction
-    out = model.forward(pose[None].float(), torch.as_tensor(view.shape, dtype=torch.float32)[None], side=view.side,
-                        transl=translation[None].float())  # fmt: skip
-    return out.vertices[0]
+    return model.forward(pose[None].float(), torch.as_tensor(view.shape, dtype=torch.float32)[None], side=view.side,
+                         transl=translation[None].float())  # fmt: skip
+
+
+def posed_vertices(model: HandModel, view: HandView, pose_correction: torch.Tensor | None = None,
+                   translation_correction: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """(V, 3) float32 vertices of :func:`posed_hand`."""
+    return posed_hand(model, view, pose_correction, translation_correction).vertices[0]
 
 
 def image_loss(avatar: MeshGaussians, vertices: torch.Tensor, view: HandView, config: AvatarFitConfig,
@@ -223,6 +229,12 @@ def image_loss(avatar: MeshGaussians, vertices: torch.Tensor, view: HandView, co
 def _regularisers(avatar: MeshGaussians, scales: torch.Tensor, config: AvatarFitConfig) -> torch.Tensor:
     residual = torch.log(scales) - avatar.log_scale_base[:, None]
     return config.opacity_weight * avatar.opacity_loss() + config.scale_weight * torch.mean(residual**2)
+
+
+def _pose_prior(pose: torch.Tensor, translation: torch.Tensor, config: AvatarFitConfig) -> torch.Tensor:
+    """The pull of pose corrections toward the tracked pose (mean squared joint angle, squared translation)."""
+    return config.pose_prior_weight * torch.sum(pose**2) / 16 + config.translation_prior_weight * torch.sum(
+        translation**2)
 
 
 def epoch_order(num_views: int, seed: int, epoch: int) -> np.ndarray:
@@ -255,8 +267,7 @@ def fit_avatar(model: HandModel, views: Sequence[HandView], config: AvatarFitCon
         loss = image_loss(state.avatar, vertices, view, config, appearance) + _regularisers(
             state.avatar, appearance[1], config)
         if refine:
-            loss = loss + config.pose_prior_weight * torch.sum(pose_correction**2) / 16 \
-                + config.translation_prior_weight * torch.sum(translation_correction**2)  # fmt: skip
+            loss = loss + _pose_prior(pose_correction, translation_correction, config)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
@@ -269,12 +280,11 @@ def fit_avatar(model: HandModel, views: Sequence[HandView], config: AvatarFitCon
 
 @dataclass(frozen=True)
 class ViewScore:
-    """One evaluated view: PSNR (dB) on its hand pixels, SSIM on their bounding box, and the rendering."""
+    """One evaluated view: PSNR (dB) on its hand pixels, SSIM on their bounding box."""
 
     frame_index: int
     psnr_db: float
     ssim: float
-    rendered: np.ndarray
 
 
 def refine_view_pose(model: HandModel, avatar: MeshGaussians, view: HandView, steps: int,
@@ -290,9 +300,8 @@ def refine_view_pose(model: HandModel, avatar: MeshGaussians, view: HandView, st
     with torch.no_grad():
         appearance = tuple(value.detach() for value in avatar.appearance())
     for _ in range(steps):
-        loss = image_loss(avatar, posed_vertices(model, view, pose, translation), view, config, appearance)
-        loss = loss + config.pose_prior_weight * torch.sum(pose**2) / 16 \
-            + config.translation_prior_weight * torch.sum(translation**2)  # fmt: skip
+        loss = image_loss(avatar, posed_vertices(model, view, pose, translation), view, config, appearance) \
+            + _pose_prior(pose, translation, config)  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -300,14 +309,16 @@ def refine_view_pose(model: HandModel, avatar: MeshGaussians, view: HandView, st
 
 
 def score_view(avatar: MeshGaussians, vertices: torch.Tensor, view: HandView,
-               mask: np.ndarray | None = None) -> ViewScore:  # fmt: skip
-    """PSNR and SSIM of the avatar posed on ``vertices`` against the view, over ``mask`` (default the view's)."""
+               camera_from_frame: np.ndarray | None = None) -> ViewScore:  # fmt: skip
+    """PSNR and SSIM of the avatar posed on ``vertices`` against the view; ``camera_from_frame`` (4, 4) maps the
+    vertices' frame into the view's camera (None: they are in it)."""
+    transform = None if camera_from_frame is None else torch.as_tensor(camera_from_frame, dtype=torch.float32)
     with torch.no_grad():
-        rendered = render_gaussians(avatar(vertices.detach()), view.camera, cull_back_facing=True).image
-        mask_t = torch.as_tensor(view.mask if mask is None else mask)
-        target = torch.as_tensor(view.image, dtype=rendered.dtype) * mask_t[..., None]
-        return ViewScore(view.frame_index, masked_psnr(rendered, target, mask_t),
-                         float(masked_ssim(rendered, target, mask_t)), rendered.numpy())  # fmt: skip
+        rendered = render_gaussians(avatar(vertices.detach()), view.camera, transform, cull_back_facing=True).image
+        mask = torch.as_tensor(view.mask)
+        target = torch.as_tensor(view.image, dtype=rendered.dtype) * mask[..., None]
+        ssim = float(masked_ssim(rendered, target, mask))
+        return ViewScore(view.frame_index, masked_psnr(rendered, target, mask), ssim)
 
 
 def evaluate_views(model: HandModel, avatar: MeshGaussians, views: Sequence[HandView], refine_steps: int,

@@ -17,10 +17,23 @@ import torch
 from ..core.camera import PinholeCamera
 from ..core.hand_model import HandModel, HandSide
 from .avatar_file import load_avatar
-from .mesh_gaussians import Gaussians, MeshGaussians
-from .raster import Rendering, render_gaussians
+from .mesh_gaussians import Gaussians, MeshGaussians, matrix_to_quaternion
+from .raster import Rendering, quaternion_matrices, render_gaussians
 
 _FIELDS = ("positions", "rotations", "scales", "colors", "opacities")
+
+
+def concatenated(parts: list[Gaussians]) -> Gaussians:
+    """One set of the Gaussians of several (each unbatched): drawn together, in one depth order."""
+    return Gaussians(*(torch.cat([getattr(part, name) for part in parts]) for name in _FIELDS))
+
+
+def transformed(gaussians: Gaussians, transform: np.ndarray) -> Gaussians:
+    """The same Gaussians expressed through ``transform`` (4, 4, rigid): positions moved, rotations turned (w ≥ 0)."""
+    matrix = torch.as_tensor(transform, dtype=gaussians.positions.dtype)
+    return Gaussians(gaussians.positions @ matrix[:3, :3].T + matrix[:3, 3],
+                     matrix_to_quaternion(matrix[:3, :3] @ quaternion_matrices(gaussians.rotations)),
+                     gaussians.scales, gaussians.colors, gaussians.opacities)  # fmt: skip
 
 
 class HandNotRenderable(ValueError):
@@ -124,8 +137,8 @@ class AvatarRenderer:
             if not posed:
                 return render_gaussians(Gaussians(*(torch.zeros(0, n) for n in (3, 4, 3, 3)), torch.zeros(0)),
                                         camera, background=background)  # fmt: skip
-            both = Gaussians(*(torch.cat([getattr(g, name) for g in posed]) for name in _FIELDS))
-            return render_gaussians(both, camera, transform, background=background, cull_back_facing=True)
+            return render_gaussians(concatenated(posed), camera, transform, background=background,
+                                    cull_back_facing=True)
 
 
 def composite(rendering: Rendering, image_rgb: np.ndarray) -> np.ndarray:

@@ -180,6 +180,7 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
 
     PARAMETERS: Mapping[str, tuple[object, ParameterDescriptor]] = {}
     CHOICES: Mapping[str, Sequence[str]] = {}
+    STRING_LISTS: tuple[str, ...] = ()  # list parameters whose items must be strings
     # What a backward stamp jump does to the node's state (said in the WARN it raises).
     TIME_JUMP_CONSEQUENCE = "synchronisation restarted"
     # Input sets waiting for the worker: two absorb a pair that arrives at once (the executor took both after a
@@ -242,8 +243,13 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
     # ------------------------------------------------------------------ parameters
 
     def _check_parameters(self, parameters: Sequence[rclpy.Parameter]) -> SetParametersResult:
-        """Reject words outside their choices (ranges are enforced by the descriptors)."""
+        """Reject words outside their choices and STRING_LISTS that are not lists of strings (ranges are enforced by
+        the descriptors; a list parameter declared with dynamic typing has no type check of its own)."""
         for parameter in parameters:
+            value = parameter.value
+            if parameter.name in self.STRING_LISTS and value is not None and (
+                    not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value)):
+                return SetParametersResult(successful=False, reason=f"{parameter.name} must be a string list")
             choices = self.CHOICES.get(parameter.name)
             if choices is not None and parameter.value not in choices:
                 return SetParametersResult(
@@ -424,6 +430,12 @@ class PipelineNode(LifecycleNode, metaclass=ABCMeta):
         if problem is not None:
             return problem
         return (WARN, condition) if condition is not None else (OK, "running")
+
+    def _diagnostics_now(self) -> int | None:
+        """The clock's time (ns) when the node is configured and can publish its diagnostics, else None."""
+        if self._outputs.get("diagnostics") is None or self._processor is None:
+            return None
+        return self.get_clock().now().nanoseconds
 
     @abstractmethod
     def _publish_diagnostics(self) -> None:

@@ -25,7 +25,7 @@ import time
 from collections import deque
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
@@ -84,6 +84,7 @@ class GaussianHandsNode(PipelineNode):
     PARAMETERS = PARAMETERS
     CHOICES = _CHOICES
     TIME_JUMP_CONSEQUENCE = "cached images dropped"
+    STRING_LISTS = ("avatar_files",)
 
     def __init__(self, node_name: str = GAUSSIAN_NODE_NAME, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
@@ -103,15 +104,6 @@ class GaussianHandsNode(PipelineNode):
         self._skipped_hands = 0
         self._processing_errors = 0
         self._dropped_busy = 0
-
-    def _check_parameters(self, parameters) -> SetParametersResult:
-        """Choices (base class), and avatar_files must be a list of strings."""
-        for parameter in parameters:
-            value = parameter.value
-            if parameter.name == "avatar_files" and value is not None and (
-                    not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value)):
-                return SetParametersResult(successful=False, reason="avatar_files must be a string list")
-        return super()._check_parameters(parameters)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -231,11 +223,10 @@ class GaussianHandsNode(PipelineNode):
     # ------------------------------------------------------------------ diagnostics
 
     def _publish_diagnostics(self) -> None:
-        publisher = self._outputs.get("diagnostics")
-        processor = self._processor
-        if publisher is None or processor is None:
+        now_ns = self._diagnostics_now()
+        if now_ns is None:
             return
-        now_ns = self.get_clock().now().nanoseconds
+        publisher, processor = self._outputs["diagnostics"], self._processor
         input_hz, processed_hz = self._input_rate.rate_hz(now_ns), self._processed_rate.rate_hz(now_ns)
         condition = "no hands received yet" if self._inputs and self._received == 0 else None
         condition = condition or overload_condition(input_hz, processed_hz)

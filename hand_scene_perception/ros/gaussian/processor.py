@@ -24,7 +24,7 @@ from hand_scene_msgs.msg import HandArray
 from ...core.transform_buffer import TransformUnavailable
 from ...core.transforms import inverse_matrices
 from ...gaussian.mesh_gaussians import Gaussians
-from ...gaussian.renderer import AvatarRenderer, HandNotRenderable, ViewSpec, composite, virtual_camera
+from ...gaussian.renderer import AvatarRenderer, HandNotRenderable, ViewSpec, composite, transformed, virtual_camera
 from ..conversions import (
     MSG_TO_SIDE,
     InputError,
@@ -68,15 +68,10 @@ def gaussian_cloud_msg(gaussians: Gaussians, transform: np.ndarray | None, frame
                        stamp_ns: int) -> PointCloud2:  # fmt: skip
     """sensor_msgs/PointCloud2 of posed Gaussians in :data:`GAUSSIAN_FIELDS`' layout; ``transform`` (4, 4) maps
     their frame into ``frame_id`` (None: they are in it)."""
+    if transform is not None:
+        gaussians = transformed(gaussians, transform)
     positions = gaussians.positions.double().numpy()
     rotations = gaussians.rotations.double().numpy()
-    if transform is not None:
-        from scipy.spatial.transform import Rotation
-
-        positions = positions @ transform[:3, :3].T + transform[:3, 3]
-        turned = Rotation.from_matrix(transform[:3, :3]) * Rotation.from_quat(rotations[:, [1, 2, 3, 0]])
-        rotations = turned.as_quat()[:, [3, 0, 1, 2]]
-        rotations *= np.where(rotations[:, :1] < 0, -1.0, 1.0)
     colors = np.clip(gaussians.colors.double().numpy() * 255.0 + 0.5, 0, 255).astype(np.uint32)
     packed = (colors[:, 0] << 16) | (colors[:, 1] << 8) | colors[:, 2]
     values = np.empty((len(positions), len(GAUSSIAN_FIELD_NAMES)), np.float32)

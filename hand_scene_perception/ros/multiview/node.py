@@ -19,9 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
@@ -97,6 +96,7 @@ class MultiviewFusionNode(PipelineNode):
     PARAMETERS = PARAMETERS
     CHOICES = _CHOICES
     TIME_JUMP_CONSEQUENCE = "synchronisation restarted (calibration kept)"
+    STRING_LISTS = ("cameras", "camera_frames")
 
     def __init__(
         self, node_name: str = MULTIVIEW_NODE_NAME, *, detectors: Sequence[HandExpert] | None = None, **kwargs
@@ -113,15 +113,6 @@ class MultiviewFusionNode(PipelineNode):
         self._reset_stats()
 
     # ------------------------------------------------------------------ parameters
-
-    def _check_parameters(self, parameters: Sequence[rclpy.Parameter]) -> SetParametersResult:
-        """Choices (base class), and the lists must hold strings."""
-        for parameter in parameters:
-            value = parameter.value
-            listed = parameter.name in ("cameras", "camera_frames") and value is not None
-            if listed and (not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value)):
-                return SetParametersResult(successful=False, reason=f"{parameter.name} must be a string list")
-        return super()._check_parameters(parameters)
 
     def _rig(self) -> tuple[list[str], list[str], str]:
         """(camera names, their frames, reference frame) from the parameters; ValueError when they are unusable,
@@ -328,11 +319,10 @@ class MultiviewFusionNode(PipelineNode):
         return dict(zip(self._names, self._received, strict=True))
 
     def _publish_diagnostics(self) -> None:
-        publisher = self._outputs.get("diagnostics")
-        processor = self._processor
-        if publisher is None or processor is None:
+        now_ns = self._diagnostics_now()
+        if now_ns is None:
             return
-        now_ns = self.get_clock().now().nanoseconds
+        publisher, processor = self._outputs["diagnostics"], self._processor
         reason = "" if processor.pipeline.calibrator is None else processor.pipeline.calibrator.reason
         condition = "no fused set yet" if self._inputs and self._fused == 0 else None
         if condition is None and reason:
